@@ -1,0 +1,293 @@
+"""Typed, frozen settings, read once at the entry point.
+
+Precedence (highest first): environment variables (``STREAM_WARMER_`` prefix, ``__``
+between nested names, e.g. ``STREAM_WARMER_KAFKA__BOOTSTRAP_SERVERS``), then a TOML
+file (``config/stream-warmer.toml`` by default, or the path given with ``--config``
+or ``STREAM_WARMER_CONFIG_FILE``), then the defaults below. Everything inside the
+package receives the sub-model it needs; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from stream_warmer.errors import ConfigError
+
+ENV_PREFIX = "STREAM_WARMER_"
+DEFAULT_CONFIG_FILE = Path("config/stream-warmer.toml")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Connection to the Kafka cluster; ``extra`` passes librdkafka options through."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_ca_location: str | None = None
+    consumer_group: str = Field("stream-warmer", min_length=1)
+    client_id: str = "stream-warmer"
+    session_timeout_ms: int = Field(45_000, ge=6_000, le=300_000)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000, le=3_600_000)
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka options common to producers, consumers and the admin client."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location:
+            conf["ssl.ca.location"] = self.ssl_ca_location
+        conf.update(self.extra)
+        return conf
+
+
+class TopicSettings(_Section):
+    """Topic names and how ``topics create`` makes them."""
+
+    access_events: str = "access-events"
+    warm_commands: str = "warm-commands"
+    dead_letter: str = "access-events-dlq"
+    model_updates: str = "model-updates"
+    partitions: int = Field(8, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=16)
+    retention_ms: int = Field(24 * 3600 * 1000, ge=60_000)
+
+    @field_validator("access_events", "warm_commands", "dead_letter", "model_updates")
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            msg = f"topic name {value!r} must be 1-249 chars of [A-Za-z0-9._-]"
+            raise ValueError(msg)
+        return value
+
+
+class RedisSettings(_Section):
+    """Where warm commands, dedup markers and (by default) model artifacts go."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_prefix: str = Field("sw", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    queue_max_len: int = Field(10_000, ge=1, le=10_000_000)
+    socket_timeout_s: float = Field(2.0, gt=0, le=60)
+    retry_backoff_max_s: float = Field(10.0, gt=0, le=300)
+
+
+class EventSettings(_Section):
+    """Limits of the access-event contract."""
+
+    max_key_bytes: int = Field(512, ge=1, le=65_536)
+
+
+class WindowSettings(_Section):
+    """Per-tenant sliding windows, bounded in length and in tenants held."""
+
+    length: int = Field(32, ge=1, le=4096)
+    max_tenants: int = Field(100_000, ge=1, le=10_000_000)
+    idle_evict_s: float = Field(3600.0, gt=0)
+
+
+class BatchSettings(_Section):
+    """Micro-batching: flush at ``max_batch`` tenants or ``max_delay_ms``, whichever first."""
+
+    max_batch: int = Field(1024, ge=1, le=65_536)
+    max_delay_ms: float = Field(20.0, gt=0, le=60_000)
+    poll_batch: int = Field(2048, ge=1, le=100_000)
+    checkpoint_interval_s: float = Field(1.0, gt=0, le=600)
+
+
+class StrategySettings(_Section):
+    """Which strategy serves, its fallback, and the baselines' bounds."""
+
+    name: Literal["none", "popularity", "markov", "nextkey", "lstm"] = "markov"
+    fallback: Literal["none", "popularity", "markov", "nextkey"] = "markov"
+    k: int = Field(1, ge=1, le=64)
+    markov_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
+    markov_max_successors: int = Field(8, ge=1, le=256)
+    popularity_top: int = Field(64, ge=1, le=100_000)
+
+
+class ModelSettings(_Section):
+    """LSTM architecture and inference options."""
+
+    name: str = Field("stream-warmer-lstm", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    vocab_size: int = Field(4096, ge=2, le=1_000_000)
+    embed_dim: int = Field(64, ge=1, le=4096)
+    hidden: int = Field(128, ge=1, le=8192)
+    layers: int = Field(2, ge=1, le=8)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    attention: bool = False
+    bidirectional: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_threads: int = Field(0, ge=0, le=256)
+    max_state_slots: int = Field(65_536, ge=1, le=10_000_000)
+    store: Literal["redis", "dir"] = "redis"
+    store_dir: Path = Path("models")
+
+
+class TrainerSettings(_Section):
+    """The trainer process: buffer, schedule, optimisation, promotion gate."""
+
+    consumer_group: str = Field("stream-warmer-trainer", min_length=1)
+    buffer_events: int = Field(200_000, ge=1_000, le=50_000_000)
+    retrain_every_events: int = Field(100_000, ge=100)
+    retrain_every_s: float = Field(600.0, gt=0)
+    epochs: int = Field(4, ge=1, le=1000)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    seq_len: int = Field(32, ge=2, le=4096)
+    lr: float = Field(3e-3, gt=0, le=1)
+    grad_clip: float = Field(1.0, gt=0)
+    patience: int = Field(2, ge=0, le=100)
+    val_fraction: float = Field(0.1, gt=0, lt=0.9)
+    promote_margin: float = Field(0.0, ge=-1, le=1)
+    seed: int = 0
+
+
+class PolicySettings(_Section):
+    """Between strategy and sinks: threshold, budgets, dedup, staleness."""
+
+    min_confidence: float = Field(0.05, ge=0.0, le=1.0)
+    adaptive_threshold: bool = True
+    tenant_budget_per_s: float = Field(1000.0, gt=0)
+    global_budget_per_s: float = Field(50_000.0, gt=0)
+    dedup_ttl_s: float = Field(30.0, gt=0, le=86_400)
+    stale_after_ms: float = Field(5_000.0, gt=0)
+    command_ttl_s: float = Field(60.0, gt=0)
+    precision_horizon_s: float = Field(60.0, gt=0)
+    max_pending: int = Field(100_000, ge=1)
+
+
+class MetricsSettings(_Section):
+    """Prometheus ``/metrics`` and ``/healthz``."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(9108, ge=0, le=65_535)
+    log_format: Literal["json", "text"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    """All settings of every process; each component takes only its section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        toml_file=None,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    redis: RedisSettings = RedisSettings()
+    events: EventSettings = EventSettings()
+    window: WindowSettings = WindowSettings()
+    batch: BatchSettings = BatchSettings()
+    strategy: StrategySettings = StrategySettings()
+    model: ModelSettings = ModelSettings()
+    trainer: TrainerSettings = TrainerSettings()
+    policy: PolicySettings = PolicySettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        kwargs = init_settings.init_kwargs  # type: ignore[attr-defined]
+        toml_file = kwargs.pop("_config_file", None)
+        environ = kwargs.pop("_environ", None)
+        env_source = (
+            env_settings if environ is None else _MappingEnvSource(settings_cls, environ)
+        )
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_source]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The env layer, read from a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: dict[str, str]) -> None:
+        self._mapping = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._mapping, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings once: env over the TOML file over defaults.
+
+    ``environ`` is the process environment (passed in by the CLI, never read here
+    directly, so tests can inject their own). A bad value raises ``ConfigError``
+    naming the environment variable and what is allowed.
+    """
+    env = environ if environ is not None else {}
+    path = config_file or _config_file_from(env)
+    if path is not None and not path.is_file():
+        msg = f"config file {str(path)!r} does not exist"
+        raise ConfigError(msg)
+    try:
+        return _build(path, env)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+
+
+def _config_file_from(env: dict[str, str]) -> Path | None:
+    explicit = env.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if explicit:
+        return Path(explicit)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _build(path: Path | None, env: dict[str, str]) -> Settings:
+    environ = {k: v for k, v in env.items() if k != f"{ENV_PREFIX}CONFIG_FILE"}
+    return Settings(_config_file=path, _environ=environ)  # type: ignore[call-arg]
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        var = ENV_PREFIX + "__".join(part.upper() for part in loc)
+        lines.append(f"  {var} ({'.'.join(loc)}): {err['msg']}; got {err.get('input')!r}")
+    return "\n".join(lines)

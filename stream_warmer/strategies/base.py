@@ -1,0 +1,68 @@
+"""The one interface every warming strategy implements (DESIGN §3).
+
+A strategy *observes* each access of a tenant (in order), and when asked *predicts*
+up to ``k`` keys that tenant will request next, each with a confidence in 0..1.
+Serve calls ``observe`` for every event and ``predict`` once per micro-batch for
+the tenants that had new events (on their newest window); the evaluator calls
+``predict_stream``, whose default is observe-then-predict per event and which a
+model-backed strategy may override to batch the work. Strategies keep bounded
+state and drop a tenant's state on ``forget``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from stream_warmer.events import AccessEvent
+
+BASELINE_VERSION = "baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One key to warm, with the strategy's confidence in 0..1."""
+
+    key: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A tenant's most recent accesses, oldest first (the newest is ``events[-1]``)."""
+
+    tenant: str
+    events: Sequence[AccessEvent]
+
+
+class WarmingStrategy(ABC):
+    """Base class of ``none``, ``popularity``, ``markov``, ``nextkey`` and ``lstm``."""
+
+    name: str = "abstract"
+
+    @property
+    def model_version(self) -> str:
+        """The version stamped on warm commands (``baseline`` for the baselines)."""
+        return BASELINE_VERSION
+
+    @abstractmethod
+    def observe(self, event: AccessEvent) -> None:
+        """Learn from one access (called for every event, in per-tenant order)."""
+
+    @abstractmethod
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """Up to ``k`` predictions per window, best first, for the key after its newest."""
+
+    def forget(self, tenants: Iterable[str]) -> None:  # noqa: B027 - optional hook
+        """Drop any per-tenant state of ``tenants`` (evicted or revoked)."""
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """For each event in order: observe it, then predict on the tenant's history.
+
+        The window passed to ``predict`` holds only the newest event; strategies that
+        need longer windows override this (the LSTM keeps its own streaming state).
+        """
+        for event in events:
+            self.observe(event)
+            yield self.predict([Window(event.tenant, (event,))], k)[0]
