@@ -99,7 +99,9 @@ class EventDecoder:
 
     def _validate(self, raw: _RawEvent) -> AccessEvent | BadEvent:
         if not TENANT_RE.match(raw.tenant):
-            return BadEvent("bad_tenant", f"tenant {raw.tenant[:80]!r} is not 1-64 of [A-Za-z0-9._-]")
+            return BadEvent(
+                "bad_tenant", f"tenant {raw.tenant[:80]!r} is not 1-64 of [A-Za-z0-9._-]"
+            )
         if not raw.key:
             return BadEvent("bad_key", "key is empty")
         if len(raw.key.encode()) > self._max_key_bytes:

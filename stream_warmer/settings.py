@@ -132,6 +132,7 @@ class StrategySettings(_Section):
     markov_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
     markov_max_successors: int = Field(8, ge=1, le=256)
     popularity_top: int = Field(64, ge=1, le=100_000)
+    popularity_halflife_events: int = Field(10_000, ge=1, le=1_000_000_000)
 
 
 class ModelSettings(_Section):
@@ -229,9 +230,7 @@ class Settings(BaseSettings):
         kwargs = init_settings.init_kwargs  # type: ignore[attr-defined]
         toml_file = kwargs.pop("_config_file", None)
         environ = kwargs.pop("_environ", None)
-        env_source = (
-            env_settings if environ is None else _MappingEnvSource(settings_cls, environ)
-        )
+        env_source = env_settings if environ is None else _MappingEnvSource(settings_cls, environ)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_source]
         if toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_warmer.errors import KafkaError
 from stream_warmer.settings import KafkaSettings, TopicSettings
@@ -46,8 +46,12 @@ def create_topics(
     admin = AdminClient(kafka.client_config())
     specs = topic_specs(topics)
     new = [
-        NewTopic(s.name, num_partitions=s.partitions,
-                 replication_factor=topics.replication_factor, config=s.config)
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=topics.replication_factor,
+            config=s.config,
+        )
         for s in specs
     ]
     futures = admin.create_topics(new, operation_timeout=timeout_s, request_timeout=timeout_s)
@@ -69,7 +73,9 @@ def create_topics(
     return result
 
 
-def describe_topics(kafka: KafkaSettings, names: list[str], timeout_s: float = 10.0) -> dict[str, int]:
+def describe_topics(
+    kafka: KafkaSettings, names: list[str], timeout_s: float = 10.0
+) -> dict[str, int]:
     """Partition counts of the named topics that exist."""
     admin = AdminClient(kafka.client_config())
     try:

@@ -9,6 +9,7 @@ fails them, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -58,13 +59,17 @@ def redis_url() -> str:
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """Factory of uuid-suffixed names for topics, groups and key prefixes."""
+
     def make(prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
     return make
 
 
 @pytest.fixture
-def topic_factory(kafka_bootstrap: str, unique: Callable[[str], str]) -> Iterator[Callable[..., str]]:
+def topic_factory(
+    kafka_bootstrap: str, unique: Callable[[str], str]
+) -> Iterator[Callable[..., str]]:
     """Create uuid-named topics on the real broker; delete them afterwards."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -81,7 +86,5 @@ def topic_factory(kafka_bootstrap: str, unique: Callable[[str], str]) -> Iterato
     yield make
     if made:
         for fut in admin.delete_topics(made, operation_timeout=30).values():
-            try:
+            with contextlib.suppress(Exception):  # cleanup is best effort
                 fut.result(timeout=30)
-            except Exception:  # cleanup is best effort
-                pass

@@ -12,7 +12,9 @@ HELP = "create every topic idempotently (model-updates compacted) and report wha
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``create`` or ``list``."""
     parser.add_argument("action", choices=["create", "list"], nargs="?", default="create")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the broker")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the broker"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
