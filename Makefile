@@ -14,8 +14,7 @@ stack-down:         ## stop what `make stack` started
 	scripts/devstack down
 
 lint:
-	$(PY) -m ruff check stream_warmer tests scripts/*.py
-	$(PY) -m ruff format --check stream_warmer tests scripts/*.py || true
+	$(PY) -m ruff check stream_warmer tests scripts
 
 typecheck:
 	$(PY) -m mypy
