@@ -1,0 +1,242 @@
+"""The baseline strategies: ``none``, ``popularity``, ``markov`` and ``nextkey``.
+
+They are the cold-start fallback of ``serve`` and the yardsticks of ``evaluate``,
+so they are cheap per event (the evaluator runs them over millions of events) and
+their memory is bounded per tenant. Each overrides ``predict_stream`` with a loop
+that skips building a ``Window`` per event; the results are the same as the
+default observe-then-predict.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.settings import StrategySettings
+from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+
+
+class NoWarm(WarmingStrategy):
+    """Never warms anything: the plain-LRU yardstick."""
+
+    name = "none"
+
+    def observe(self, event: AccessEvent) -> None:
+        """Nothing to learn."""
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """No predictions for any window."""
+        return [[] for _ in windows]
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """An empty list per event."""
+        for _ in events:
+            yield []
+
+
+class _Counts:
+    """Bounded, decaying key counts of one tenant (a Space-Saving style sketch)."""
+
+    __slots__ = ("counts", "seen")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, float] = {}
+        self.seen = 0
+
+
+class Popularity(WarmingStrategy):
+    """Warm the tenant's most requested keys (other than the one just requested).
+
+    Counts are bounded (``popularity_top`` keys per tenant; a new key replaces the
+    least counted one and inherits its count, as in Space-Saving) and decay (all
+    halved every ``popularity_halflife_events`` events of the tenant) so that the
+    ranking follows the recent workload. Score = count / total count held.
+    """
+
+    name = "popularity"
+
+    def __init__(self, max_keys: int = 64, halflife_events: int = 10_000) -> None:
+        if max_keys < 1 or halflife_events < 1:
+            msg = f"max_keys={max_keys} and halflife_events={halflife_events} must be >= 1"
+            raise ValueError(msg)
+        self._max_keys = max_keys
+        self._halflife = halflife_events
+        self._tenants: dict[str, _Counts] = {}
+
+    def observe(self, event: AccessEvent) -> None:
+        """Count the request, replacing the least counted key when full."""
+        state = self._tenants.get(event.tenant)
+        if state is None:
+            state = self._tenants[event.tenant] = _Counts()
+        counts = state.counts
+        key = event.key
+        if key in counts:
+            counts[key] += 1.0
+        elif len(counts) < self._max_keys:
+            counts[key] = 1.0
+        else:
+            victim = min(counts, key=counts.__getitem__)
+            counts[key] = counts.pop(victim) + 1.0
+        state.seen += 1
+        if state.seen % self._halflife == 0:
+            state.counts = {k: c / 2 for k, c in counts.items() if c >= 1.0}
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """The ``k`` most counted keys of each window's tenant, minus its newest key."""
+        return [self._top(w.tenant, w.events[-1].key if w.events else None, k) for w in windows]
+
+    def _top(self, tenant: str, current: str | None, k: int) -> list[Prediction]:
+        state = self._tenants.get(tenant)
+        if state is None or not state.counts:
+            return []
+        counts = state.counts
+        total = sum(counts.values())
+        best = heapq.nlargest(k + 1, counts, key=counts.__getitem__)
+        return [Prediction(key, counts[key] / total) for key in best if key != current][:k]
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop the counts of ``tenants``."""
+        for tenant in tenants:
+            self._tenants.pop(tenant, None)
+
+
+class _Successors:
+    """Successor counts of one key: ``total`` transitions seen, ``counts`` per successor."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict[str, int] = {}
+
+
+class Markov(WarmingStrategy):
+    """Per-tenant first-order successor table: after key x, warm x's top successors.
+
+    Ranking: count, ties broken by which successor was seen first. Memory is bounded:
+    at most ``max_keys`` keys per tenant (least recently used dropped) and at most
+    ``max_successors`` successors per key (the lowest ranked dropped for a new one).
+    Score = count / all transitions seen out of x.
+    """
+
+    name = "markov"
+
+    def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
+        if max_keys < 1 or max_successors < 1:
+            msg = f"max_keys={max_keys} and max_successors={max_successors} must be >= 1"
+            raise ValueError(msg)
+        self._max_keys = max_keys
+        self._max_succ = max_successors
+        self._tables: dict[str, OrderedDict[str, _Successors]] = {}
+        self._last: dict[str, str] = {}
+
+    def observe(self, event: AccessEvent) -> None:
+        """Record the transition from the tenant's previous key to this one."""
+        tenant, key = event.tenant, event.key
+        prev = self._last.get(tenant)
+        self._last[tenant] = key
+        if prev is None:
+            return
+        table = self._tables.get(tenant)
+        if table is None:
+            table = self._tables[tenant] = OrderedDict()
+        succ = table.get(prev)
+        if succ is None:
+            succ = table[prev] = _Successors()
+            if len(table) > self._max_keys:
+                table.popitem(last=False)
+        else:
+            table.move_to_end(prev)
+        succ.total += 1
+        counts = succ.counts
+        if key in counts:
+            counts[key] += 1
+        else:
+            if len(counts) >= self._max_succ:
+                del counts[_lowest_ranked(counts)]
+            counts[key] = 1
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """The top ``k`` successors of each window's newest key."""
+        return [self._successors(w.tenant, w.events[-1].key, k) if w.events else []
+                for w in windows]
+
+    def _successors(self, tenant: str, key: str, k: int) -> list[Prediction]:
+        table = self._tables.get(tenant)
+        succ = table.get(key) if table is not None else None
+        if succ is None:
+            return []
+        counts, total = succ.counts, succ.total
+        if k == 1:
+            best = max(counts, key=counts.__getitem__)  # first of the ties
+            return [Prediction(best, counts[best] / total)]
+        # sorted is stable, so ties keep first-seen order
+        ranked = sorted(counts, key=counts.__getitem__, reverse=True)[:k]
+        return [Prediction(s, counts[s] / total) for s in ranked]
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Observe each event, then predict the successors of its key."""
+        for event in events:
+            self.observe(event)
+            yield self._successors(event.tenant, event.key, k)
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop the tables of ``tenants``."""
+        for tenant in tenants:
+            self._tables.pop(tenant, None)
+            self._last.pop(tenant, None)
+
+
+def _lowest_ranked(counts: dict[str, int]) -> str:
+    # min count; among ties the one seen last ranks lowest
+    low = min(counts.values())
+    return next(s for s in reversed(counts) if counts[s] == low)
+
+
+class NextKey(WarmingStrategy):
+    """For an integer key x, warm x+1 ... x+k (nothing for other keys).
+
+    Keys written with leading zeros keep their width ("007" -> "008"). Score of
+    x+i is 1/i: the next block is the likeliest.
+    """
+
+    name = "nextkey"
+
+    def observe(self, event: AccessEvent) -> None:
+        """Stateless."""
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """x+1..x+k for each window's newest key when it is an integer."""
+        return [_next_keys(w.events[-1].key, k) if w.events else [] for w in windows]
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """x+1..x+k per event."""
+        for event in events:
+            yield _next_keys(event.key, k)
+
+
+def _next_keys(key: str, k: int) -> list[Prediction]:
+    digits = key[1:] if key[:1] == "-" else key
+    if not (digits.isascii() and digits.isdigit()):
+        return []
+    value = int(key)
+    if len(digits) > 1 and digits[0] == "0" and value >= 0:
+        width = len(key)
+        return [Prediction(str(value + i).zfill(width), 1.0 / i) for i in range(1, k + 1)]
+    return [Prediction(str(value + i), 1.0 / i) for i in range(1, k + 1)]
+
+
+def build(name: str, settings: StrategySettings) -> WarmingStrategy:
+    """A baseline by name, bounded by ``settings``; ``ValueError`` for an unknown name."""
+    if name == "none":
+        return NoWarm()
+    if name == "popularity":
+        return Popularity(settings.popularity_top, settings.popularity_halflife_events)
+    if name in ("markov", "markov1"):
+        return Markov(settings.markov_max_keys_per_tenant, settings.markov_max_successors)
+    if name == "nextkey":
+        return NextKey()
+    msg = f"unknown baseline strategy {name!r}; choose from none, popularity, markov, nextkey"
+    raise ValueError(msg)
