@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -169,6 +169,18 @@ class TrainerSettings(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=0.9)
     promote_margin: float = Field(0.0, ge=-1, le=1)
     seed: int = 0
+    min_events: int = Field(1_000, ge=10, le=50_000_000)
+    gate_fraction: float = Field(0.1, gt=0, lt=0.5)
+    gate_cache_fracs: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
+        (0.01, 0.1), min_length=1
+    )
+    gate_baselines: tuple[Literal["none", "popularity", "markov", "nextkey"], ...] = (
+        "popularity",
+        "markov",
+        "nextkey",
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    poll_batch: int = Field(2048, ge=1, le=100_000)
 
 
 class PolicySettings(_Section):
