@@ -1,0 +1,1 @@
+"""The trainer process, the model store, publication and hot swap (issue 5)."""

@@ -1,0 +1,130 @@
+"""The promotion gate: publish a candidate only if it beats the live model.
+
+The candidate, the live model (if any) and the baselines are replayed through the
+warm-eval protocol (DESIGN §5, ``evaluation.warmeval``) on the most recent held-out
+slice of the buffer, which no model trained on. The score of a strategy is its mean
+hit ratio over the gate's cache fractions. The reference is the live model's score,
+or, before any model was published, the best baseline's (the baselines are what
+serves then). The candidate passes when ``score > reference + margin``. Every number
+goes into the manifest, so an operator can see why a version was published.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from stream_warmer.evaluation.warmeval import EvalRow, StrategySpec, evaluate
+from stream_warmer.events import AccessEvent
+from stream_warmer.strategies.base import WarmingStrategy
+
+CANDIDATE = "candidate"
+LIVE = "live"
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """Mean hit ratio and warms per request of one strategy over the gate's caches."""
+
+    hit_ratio: float
+    warms_per_request: float
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    """The decision and the numbers behind it."""
+
+    passed: bool
+    candidate: Score
+    live: Score | None
+    baseline_name: str
+    baseline: Score | None
+    reference: float
+    margin: float
+    holdout_events: int
+    rows: tuple[EvalRow, ...]
+
+    def metrics(self) -> dict[str, float | str | bool | None]:
+        """Flat numbers for the manifest and the model-update message."""
+        out: dict[str, float | str | bool | None] = {
+            "gate_passed": self.passed,
+            "gate_margin": self.margin,
+            "gate_reference": _finite(self.reference),
+            "gate_holdout_events": float(self.holdout_events),
+            "candidate_hit_ratio": _finite(self.candidate.hit_ratio),
+            "candidate_warms_per_request": _finite(self.candidate.warms_per_request),
+            "best_baseline": self.baseline_name,
+        }
+        if self.live is not None:
+            out["live_hit_ratio"] = _finite(self.live.hit_ratio)
+        if self.baseline is not None:
+            out["baseline_hit_ratio"] = _finite(self.baseline.hit_ratio)
+            out["baseline_warms_per_request"] = _finite(self.baseline.warms_per_request)
+        return out
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def prefeed(strategies: Iterable[WarmingStrategy], events: Sequence[AccessEvent]) -> None:
+    """Let online strategies (the baselines) learn from the training slice first."""
+    for strategy in strategies:
+        for event in events:
+            strategy.observe(event)
+
+
+def run_gate(
+    holdout: Sequence[AccessEvent],
+    candidate: WarmingStrategy,
+    live: WarmingStrategy | None,
+    baselines: Mapping[str, WarmingStrategy],
+    *,
+    k: int,
+    fracs: Sequence[float],
+    margin: float,
+) -> GateResult:
+    """Score everyone on ``holdout`` and decide (see the module docstring)."""
+    if not holdout:
+        msg = "the gate needs a non-empty held-out slice"
+        raise ValueError(msg)
+    named = {CANDIDATE: candidate, **({LIVE: live} if live is not None else {}), **baselines}
+    # one k, so each factory is called once: the instances given here are evaluated
+    specs = [StrategySpec(name, _const(s)) for name, s in named.items()]
+    rows = evaluate("holdout", lambda: holdout, specs, [k], fracs)
+    scores = {name: _score(rows, name) for name in named}
+    base_name = max(baselines, key=lambda n: _rank(scores[n]), default="")
+    base = scores.get(base_name)
+    live_score = scores.get(LIVE)
+    if live_score is not None:
+        reference = live_score.hit_ratio
+    else:
+        reference = base.hit_ratio if base is not None else 0.0
+    passed = _rank(scores[CANDIDATE]) > reference + margin
+    return GateResult(
+        passed=passed,
+        candidate=scores[CANDIDATE],
+        live=live_score,
+        baseline_name=base_name,
+        baseline=base,
+        reference=reference,
+        margin=margin,
+        holdout_events=len(holdout),
+        rows=tuple(rows),
+    )
+
+
+def _const(strategy: WarmingStrategy) -> Callable[[], WarmingStrategy]:
+    return lambda: strategy
+
+
+def _score(rows: Sequence[EvalRow], name: str) -> Score:
+    mine = [r for r in rows if r.strategy == name]
+    hit = sum(r.hit_ratio for r in mine) / len(mine)
+    warms = sum(r.warms_per_request for r in mine) / len(mine)
+    return Score(hit, warms)
+
+
+def _rank(score: Score) -> float:
+    return score.hit_ratio if math.isfinite(score.hit_ratio) else -math.inf

@@ -1,0 +1,228 @@
+"""Hot swap in each serve replica: watch ``model-updates``, load in the background.
+
+A ``ModelWatcher`` thread reads the compacted ``model-updates`` topic from the
+earliest offset with ``assign`` and a throw-away group that never commits, so every
+replica sees every version, outside the serve consumer group. At start it reads to
+the end and loads only the newest record of its model name (a replica started after
+a publication serves that version from its first batch: call ``wait_ready`` before
+consuming). Each later record is applied as it arrives, a rollback included.
+
+Applying a version, all on the watcher thread: fetch the artifact from the store
+(both hashes checked), check that the update's architecture is the manifest's and
+that every weight is finite, then build the strategy with the injected loader (the
+LSTM checkpoint code checks architecture and shapes). On success the new strategy
+waits in a one-slot mailbox that ``strategy_source()`` empties: ServeApp calls it
+between micro-batches, so the consume loop only ever pays for a lock and a pointer
+swap. Every new strategy starts with fresh streaming state (hidden states from other
+weights or another vocabulary mean nothing); serve's event windows carry over. On
+any failure the version is rejected with a log line and a metric, and the model
+already serving stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from stream_warmer.errors import ModelError, StreamWarmerError
+from stream_warmer.settings import KafkaSettings
+from stream_warmer.strategies.base import WarmingStrategy
+from stream_warmer.trainer import metrics as m
+from stream_warmer.trainer.rounds import LoadFn
+from stream_warmer.trainer.store import Artifact, ModelStore
+from stream_warmer.trainer.updates import (
+    BadUpdate,
+    ModelUpdate,
+    assign_from_start,
+    caught_up,
+    decode_update,
+    reader_config,
+)
+
+log = logging.getLogger(__name__)
+
+
+def check_weights(weights: bytes) -> dict[str, tuple[int, ...]]:
+    """Parse safetensors bytes; every floating tensor must be finite. Returns shapes."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(weights)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        msg = f"weights are not valid safetensors: {exc}"
+        raise ModelError(msg) from exc
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            msg = f"weight {name!r} has non-finite values"
+            raise ModelError(msg)
+    return {name: tuple(t.shape) for name, t in tensors.items()}
+
+
+def check_artifact(artifact: Artifact, update: ModelUpdate) -> None:
+    """The checks the watcher makes itself before handing the artifact to the loader."""
+    arch = artifact.manifest.get("arch")
+    if arch is not None and arch != update.arch:
+        msg = f"architecture of {update.version} in the update differs from its manifest"
+        raise ModelError(msg)
+    check_weights(artifact.weights)
+
+
+class ModelWatcher:
+    """Background reader of ``model-updates`` exposing ``strategy_source()``."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        name: str,
+        store: ModelStore,
+        load: LoadFn,
+        *,
+        retry_s: float = 2.0,
+    ) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self.name = name
+        self._store = store
+        self._load = load
+        self._retry_s = retry_s
+        self._lock = threading.Lock()
+        self._mailbox: WarmingStrategy | None = None
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.current: ModelUpdate | None = None
+        self.rejected: list[tuple[str, str]] = []  # (version, reason), newest last
+
+    def start(self) -> None:
+        """Start the watcher thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="model-watcher", daemon=True)
+            self._thread.start()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the topic was read to its end and its newest version applied."""
+        return self._ready.wait(timeout_s)
+
+    def strategy_source(self) -> WarmingStrategy | None:
+        """A newly loaded strategy (once), or ``None`` when there is nothing new."""
+        with self._lock:
+            strategy, self._mailbox = self._mailbox, None
+        return strategy
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread and close its consumer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._watch()
+            except StreamWarmerError as exc:
+                log.warning("model watcher: retrying", extra={"error": str(exc)})
+                self._stop.wait(self._retry_s)
+
+    def _watch(self) -> None:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(reader_config(self._kafka))
+        try:
+            highs = assign_from_start(consumer, self._topic, timeout_s=10.0)
+            for update in reversed(self._catch_up(consumer, highs)):
+                if self.apply(update):  # newest first; an older good one if it is bad
+                    break
+            self._ready.set()
+            while not self._stop.is_set():
+                latest = self._next(consumer, timeout_s=0.2)
+                if latest is not None:
+                    self.apply(latest)
+        finally:
+            consumer.close()
+
+    def _catch_up(self, consumer: Any, highs: dict[int, int]) -> list[ModelUpdate]:
+        seen: list[ModelUpdate] = []
+        while not self._stop.is_set() and not caught_up(consumer, self._topic, highs):
+            update = self._next(consumer, timeout_s=0.2)
+            if update is not None:
+                seen.append(update)
+                del seen[:-16]  # only the newest few can matter
+        return seen
+
+    def _next(self, consumer: Any, timeout_s: float) -> ModelUpdate | None:
+        record = consumer.poll(timeout_s)
+        if record is None:
+            return None
+        if record.error() is not None:
+            msg = f"model-updates consumer error: {record.error()}"
+            raise ModelError(msg)
+        if record.key() != self.name.encode():
+            return None
+        update = decode_update(record.value())
+        if isinstance(update, BadUpdate):
+            m.MODEL_UPDATES.labels("bad_record").inc()
+            log.warning(
+                "model update record rejected",
+                extra={"reason": update.reason, "offset": record.offset()},
+            )
+            return None
+        return update
+
+    def apply(self, update: ModelUpdate) -> bool:
+        """Fetch, check and load ``update``; on success queue it for the swap."""
+        current = self.current
+        if current is not None and (current.version, current.sha256) == (
+            update.version,
+            update.sha256,
+        ):
+            m.MODEL_UPDATES.labels("same").inc()
+            return False
+        started = time.perf_counter()
+        try:
+            artifact = self._store.fetch(update)
+            check_artifact(artifact, update)
+            strategy = self._load(artifact, update.version)
+        except Exception as exc:  # any bad artifact: reject it, keep the serving model
+            self._reject(update, exc)
+            return False
+        self._accept(update, strategy, time.perf_counter() - started)
+        return True
+
+    def _accept(self, update: ModelUpdate, strategy: WarmingStrategy, seconds: float) -> None:
+        with self._lock:
+            self._mailbox = strategy
+        previous, self.current = self.current, update
+        m.MODEL_UPDATES.labels("loaded").inc()
+        m.MODEL_LOAD_SECONDS.observe(seconds)
+        if previous is not None:
+            m.MODEL_SERVING.labels(self.name, previous.version).set(0)
+        m.MODEL_SERVING.labels(self.name, update.version).set(1)
+        vocab_changed = previous is None or previous.vocab_version != update.vocab_version
+        log.info(
+            "model version loaded",
+            extra={
+                "version": update.version,
+                "previous": previous.version if previous else None,
+                "vocab_changed": vocab_changed,
+                "load_s": round(seconds, 4),
+            },
+        )
+
+    def _reject(self, update: ModelUpdate, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.rejected.append((update.version, reason))
+        del self.rejected[:-100]
+        m.MODEL_UPDATES.labels("rejected").inc()
+        log.error(
+            "model version rejected; keeping the serving model",
+            extra={
+                "version": update.version,
+                "reason": reason,
+                "serving": self.current.version if self.current else None,
+            },
+        )
