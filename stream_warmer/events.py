@@ -92,7 +92,10 @@ class EventDecoder:
         try:
             raw = _decoder.decode(payload)
         except msgspec.ValidationError as exc:
-            return BadEvent("schema", str(exc))
+            detail = str(exc)
+            # 1e400 and friends overflow in the decoder: a non-finite timestamp
+            reason = "bad_ts" if detail.endswith("at `$.ts`") else "schema"
+            return BadEvent(reason, detail)
         except msgspec.DecodeError as exc:
             return BadEvent("not_json", str(exc))
         return self._validate(raw)

@@ -1,0 +1,405 @@
+"""The serve loop: a consumer group member that turns access events into warm commands.
+
+Delivery is at-least-once. Offsets are *stored* only once every event up to them is
+handled (warm commands written to Redis, dead letters queued), and *committed* by a
+checkpoint, always in this order:
+
+1. flush the Redis sink (one pipelined round trip);
+2. flush the producer (warm commands and dead letters delivered);
+3. commit the stored offsets (synchronously).
+
+A checkpoint runs every ``checkpoint_interval_s``, in the revoke callback (no
+inference there: what was not predicted yet is re-handled by the next owner) and on
+shutdown (after a final micro-batch). When Redis is unreachable the app stops
+committing, pauses its partitions, retries with exponential backoff, and when Redis
+answers again rewinds to the first event it had not stored and resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError as _KafkaErr
+
+from stream_warmer.errors import KafkaError, SinkUnavailableError
+from stream_warmer.events import AccessEvent, DeadLetter, EventDecoder, encode
+from stream_warmer.serve.batcher import MicroBatcher
+from stream_warmer.serve.engine import LatencyObserver, WarmEngine
+from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
+from stream_warmer.serve.policy import WarmPolicy
+from stream_warmer.serve.precision import PrecisionTracker
+from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink, redis_client
+from stream_warmer.serve.stats import Offsets, RunStats
+from stream_warmer.serve.windows import TenantWindows
+from stream_warmer.settings import Settings
+from stream_warmer.strategies.base import WarmingStrategy
+
+log = logging.getLogger(__name__)
+
+StrategySource = Callable[[], WarmingStrategy | None]
+_IDLE_POLL_S = 0.1
+# a confluent_kafka.Message; its stubs type partition/offset/error as Optional even on
+# data messages, so the hot loop treats it as Any after checking error().
+Msg = Any
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Clients:
+    """Factories of the outside world; tests replace them with fakes."""
+
+    def consumer(self, conf: dict[str, Any]) -> Any:
+        """A confluent-kafka consumer."""
+        return Consumer(conf)
+
+    def producer(self, conf: dict[str, Any]) -> Any:
+        """A confluent-kafka producer."""
+        return Producer(conf)
+
+    def redis(self, settings: Settings) -> Any:
+        """A Redis client."""
+        return redis_client(settings.redis)
+
+
+class ServeApp:
+    """One ``serve`` replica. Build it, then ``run()``; ``stop()`` is thread- and signal-safe.
+
+    ``strategy_source`` is polled between micro-batches; when it returns a strategy,
+    that strategy replaces the current one (hot swap). It must be cheap and must not
+    block (e.g. check a flag set by a watcher thread).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        strategy: WarmingStrategy,
+        *,
+        strategy_source: StrategySource | None = None,
+        clients: Clients | None = None,
+        metrics: ServeMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = _wall_ms,
+        latency_observer: LatencyObserver | None = None,
+        serve_http: bool | None = None,
+    ) -> None:
+        self._s = settings
+        self._topic = settings.topics.access_events
+        self._source = strategy_source
+        self._clients = clients or Clients()
+        self.metrics = metrics or ServeMetrics()
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._serve_http = settings.metrics.enabled if serve_http is None else serve_http
+        self._decoder = EventDecoder(settings.events.max_key_bytes)
+        self._stop = threading.Event()
+        self.stats = RunStats()
+        self.offsets = Offsets()
+        self._latency_observer = latency_observer
+        self._strategy = strategy
+        self._degraded = False
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        self._next_checkpoint = 0.0
+        self.metrics_port: int | None = None
+        self.metrics.set_model(strategy.name, strategy.model_version)
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Ask the loop to finish: final micro-batch, final checkpoint, close."""
+        self._stop.set()
+
+    def healthy(self) -> bool:
+        """For ``/healthz``: the loop runs and Redis answers."""
+        return not self._stop.is_set() and not self._degraded
+
+    def run(self, max_messages: int | None = None, idle_timeout_s: float | None = None) -> RunStats:
+        """Serve until stopped, or ``max_messages`` consumed, or ``idle_timeout_s`` of silence."""
+        with ExitStack() as stack:
+            self._open(stack)
+            self._loop(max_messages, idle_timeout_s)
+            self._shutdown()
+        return self.stats
+
+    def _open(self, stack: ExitStack) -> None:
+        s = self._s
+        self._redis_client = self._clients.redis(s)
+        stack.callback(self._redis_client.close)
+        self._producer = self._clients.producer(self._producer_conf())
+        self._outbox = Outbox(self._producer)
+        stack.callback(self._outbox.flush, 10.0)
+        self._engine = self._build_engine()
+        self._consumer = self._clients.consumer(self._consumer_conf())
+        stack.callback(self._consumer.close)
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
+        if self._serve_http:
+            server = stack.enter_context(MetricsServer(self.metrics, self.healthy,
+                                                       s.metrics.host, s.metrics.port))
+            self.metrics_port = server.port
+        self._install_signals(stack)
+        self._next_checkpoint = self._clock() + s.batch.checkpoint_interval_s
+        log.info("serving", extra={"topic": self._topic, "group": s.kafka.consumer_group,
+                                   "strategy": self._strategy.name})
+
+    def _build_engine(self) -> WarmEngine:
+        s = self._s
+        precision = PrecisionTracker(s.policy.precision_horizon_s,
+                                     max_tenants=s.window.max_tenants)
+        policy = WarmPolicy(s.policy, precision, clock=self._clock, wall_ms=self._wall_ms,
+                            topic=self._topic, max_tenants=s.window.max_tenants)
+        parts = (TenantWindows(s.window), MicroBatcher(s.batch, self._clock), policy, precision)
+        redis_sink = RedisSink(self._redis_client, s.redis, int(s.policy.dedup_ttl_s * 1000))
+        kafka_sink = KafkaSink(self._outbox.produce, s.topics.warm_commands)
+        return WarmEngine(self._strategy, s.strategy.k, parts, (redis_sink, kafka_sink),
+                          self.metrics, clock=self._clock, wall_ms=self._wall_ms,
+                          latency_observer=self._latency_observer)
+
+    def _consumer_conf(self) -> dict[str, Any]:
+        k = self._s.kafka
+        conf: dict[str, Any] = {
+            "group.id": k.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": k.session_timeout_ms,
+            "max.poll.interval.ms": k.max_poll_interval_ms,
+        }
+        return conf | k.client_config()
+
+    def _producer_conf(self) -> dict[str, Any]:
+        return {"linger.ms": 2} | self._s.kafka.client_config()
+
+    def _install_signals(self, stack: ExitStack) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.signal(sig, self._on_signal)
+            stack.callback(signal.signal, sig, previous)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping on signal", extra={"signal": signum})
+        self.stop()
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self, max_messages: int | None, idle_timeout_s: float | None) -> None:
+        idle_since = self._clock()
+        while not self._stop.is_set():
+            messages = self._poll(max_messages)
+            self._handle(messages)
+            self._maybe_predict()
+            self._maybe_swap_strategy()
+            self._maybe_checkpoint()
+            self._maybe_recover()
+            if messages:
+                idle_since = self._clock()
+            elif idle_timeout_s is not None and self._clock() - idle_since >= idle_timeout_s:
+                return
+            if max_messages is not None and self.stats.consumed >= max_messages:
+                return
+
+    def _poll(self, max_messages: int | None) -> list[Msg]:
+        limit = self._s.batch.poll_batch
+        if max_messages is not None:
+            limit = max(1, min(limit, max_messages - self.stats.consumed))
+        timeout = _IDLE_POLL_S if self._degraded else self._engine.batcher.time_to_due(_IDLE_POLL_S)
+        try:
+            return list(self._consumer.consume(limit, timeout))
+        except KafkaException as exc:
+            msg = f"consume failed: {exc}"
+            raise KafkaError(msg) from exc
+
+    def _handle(self, messages: list[Msg]) -> None:
+        if not messages:
+            return
+        if self._degraded:
+            self._hold_back(messages)
+            return
+        now = self._clock()
+        decode, handle, offsets = self._decoder.decode, self._engine.handle, self.offsets
+        good = 0
+        for msg in messages:
+            if msg.error() is not None:
+                self._consumer_error(msg)
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            offsets.consumed(partition, offset)
+            event = decode(msg.value())
+            if isinstance(event, AccessEvent):
+                handle(partition, offset, event, now)
+                good += 1
+            else:
+                self._dead_letter(msg, event.reason, event.detail)
+        self.stats.consumed += len(messages)
+        self.stats.events += good
+        self.metrics.events.inc(good)
+        self.stats.mark(now)
+
+    def _hold_back(self, messages: list[Msg]) -> None:
+        """While Redis is down, consumed events are not handled: note where to rewind to."""
+        for msg in messages:
+            if msg.error() is None:
+                self.offsets.consumed(msg.partition(), msg.offset())
+
+    def _consumer_error(self, msg: Msg) -> None:
+        err = msg.error()
+        if err.code() == _KafkaErr._PARTITION_EOF:
+            return
+        if err.fatal():
+            text = f"fatal consumer error: {err.str()}"
+            raise KafkaError(text)
+        log.warning("consumer error", extra={"error": err.str()})
+
+    def _dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
+        letter = DeadLetter(reason, detail, msg.topic() or self._topic, msg.partition(),
+                            msg.offset(), msg.value() or b"")
+        key = msg.key()
+        self._outbox.produce(self._s.topics.dead_letter, key.decode(errors="replace") if key
+                             else "", encode(letter))
+        self.stats.bad += 1
+        self.metrics.bad_events.labels(reason).inc()
+
+    def _maybe_predict(self, force: bool = False) -> None:
+        if self._degraded:
+            return
+        engine = self._engine
+        if force or engine.batcher.due():
+            try:
+                self.stats.commands += engine.flush()
+            except SinkUnavailableError as exc:
+                self._enter_degraded(exc)
+                return
+        if not len(engine.batcher):
+            self._store_offsets()
+        self._outbox.poll()
+
+    def _store_offsets(self) -> None:
+        """Everything consumed so far is handled: store the next offset of each partition."""
+        pending = self.offsets.take_unstored()
+        if pending:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(self._topic, p, o) for p, o in pending.items()])
+
+    def _maybe_swap_strategy(self) -> None:
+        if self._source is None:
+            return
+        new = self._source()
+        if new is None:
+            return
+        self._engine.strategy = self._strategy = new
+        self.metrics.swaps.inc()
+        self.metrics.set_model(new.name, new.model_version)
+        log.info("strategy swapped", extra={"strategy": new.name, "version": new.model_version})
+
+    # ------------------------------------------------------------------ checkpoints
+    def _maybe_checkpoint(self) -> None:
+        now = self._clock()
+        if self._degraded or now < self._next_checkpoint:
+            return
+        self._next_checkpoint = now + self._s.batch.checkpoint_interval_s
+        self._housekeep(now)
+        self._checkpoint("interval")
+
+    def _checkpoint(self, trigger: str) -> bool:
+        """Flush Redis, then the producer, then commit stored offsets; False if skipped."""
+        try:
+            self.stats.commands += self._engine.flush_sink()
+        except SinkUnavailableError as exc:
+            self._enter_degraded(exc)
+            return False
+        undelivered = self._outbox.flush(self._s.redis.socket_timeout_s * 5)
+        failed = self._outbox.take_failures()
+        if undelivered or failed:
+            log.warning("checkpoint skipped: producer did not deliver", extra={
+                "undelivered": undelivered, "failed": failed, "error": self._outbox.last_error})
+            return False
+        self._commit()
+        self.stats.checkpoints += 1
+        self.metrics.checkpoints.labels(trigger).inc()
+        return True
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() == _KafkaErr._NO_OFFSET:
+                return
+            msg = f"commit failed: {exc}"
+            raise KafkaError(msg) from exc
+
+    def _housekeep(self, now: float) -> None:
+        engine = self._engine
+        engine.forget(engine.windows.evict_idle(now))
+        expired = engine.precision.expire(now)
+        self.metrics.expired_warms.inc(expired)
+        self.stats.publish(self.metrics, engine, self._consumer, self._topic, self.offsets)
+
+    def _shutdown(self) -> None:
+        if not self._degraded:
+            self._maybe_predict(force=True)
+        if not self._degraded:
+            self._checkpoint("shutdown")
+        self.stats.publish(self.metrics, self._engine, self._consumer, self._topic, self.offsets)
+        log.info("stopped", extra=self.stats.summary())
+
+    # ------------------------------------------------------------------ rebalances
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("assigned", extra={"partitions": [tp.partition for tp in partitions]})
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Final flush and commit for what is stored, then drop those partitions. No inference."""
+        parts = [tp.partition for tp in partitions if tp.topic == self._topic]
+        self._engine.batcher.discard_partitions(parts)
+        self.offsets.drop(parts)
+        if not self._degraded:
+            self._checkpoint("revoke")
+        self._engine.forget(self._engine.windows.drop_partitions(parts))
+        log.info("revoked", extra={"partitions": parts})
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        parts = [tp.partition for tp in partitions if tp.topic == self._topic]
+        self._engine.batcher.discard_partitions(parts)
+        self.offsets.drop(parts)
+        self._engine.forget(self._engine.windows.drop_partitions(parts))
+        log.warning("partitions lost", extra={"partitions": parts})
+
+    # ------------------------------------------------------------------ Redis down
+    def _enter_degraded(self, exc: SinkUnavailableError) -> None:
+        self._degraded = True
+        dropped = self._engine.abandon()
+        rehandle = self.offsets.unstored_count()
+        self.stats.rehandled += rehandle
+        self.metrics.rehandled.inc(rehandle)
+        self.metrics.redis_up.set(0)
+        self.metrics.paused.set(1)
+        self._backoff_s = 0.1
+        self._retry_at = self._clock() + self._backoff_s
+        self._consumer.pause(self._consumer.assignment())
+        log.warning("redis unavailable: paused", extra={"error": str(exc), "tenants": dropped,
+                                                        "rehandle": rehandle})
+
+    def _maybe_recover(self) -> None:
+        if not self._degraded or self._clock() < self._retry_at:
+            return
+        if not self._engine.sink_ready():
+            self._backoff_s = min(self._backoff_s * 2, self._s.redis.retry_backoff_max_s)
+            self._retry_at = self._clock() + self._backoff_s
+            self._consumer.pause(self._consumer.assignment())
+            return
+        assigned = self._consumer.assignment()
+        self._consumer.resume(assigned)
+        for partition, offset in self.offsets.rewind().items():
+            self._consumer.seek(TopicPartition(self._topic, partition, offset))
+        self._degraded = False
+        self.metrics.redis_up.set(1)
+        self.metrics.paused.set(0)
+        log.info("redis back: resumed")

@@ -1,0 +1,83 @@
+"""Micro-batcher: collect the tenants with new events, flush at a size or an age.
+
+A batch is due when it holds ``max_batch`` tenants or its oldest entry is
+``max_delay_ms`` old, whichever comes first. A tenant with several new events since
+the last flush is held once, with its newest event, so it is predicted once on its
+newest window. The clock is injected (seconds, monotonic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.settings import BatchSettings
+
+
+class Pending(NamedTuple):
+    """A tenant due for a prediction, with the newest event that caused it."""
+
+    tenant: str
+    partition: int
+    offset: int
+    event: AccessEvent
+
+
+class MicroBatcher:
+    """Tenants with new events since the last flush, newest event each."""
+
+    def __init__(self, settings: BatchSettings, clock: Callable[[], float]) -> None:
+        self._max_batch = settings.max_batch
+        self._max_delay_s = settings.max_delay_ms / 1000.0
+        self._clock = clock
+        self._pending: dict[str, Pending] = {}
+        self._opened_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, partition: int, offset: int, event: AccessEvent) -> None:
+        """Note a new event of ``event.tenant`` (replacing an older one of that tenant)."""
+        if not self._pending:
+            self._opened_at = self._clock()
+        self._pending[event.tenant] = Pending(event.tenant, partition, offset, event)
+
+    def due(self) -> bool:
+        """True when the batch is full or its oldest entry has waited ``max_delay_ms``."""
+        if not self._pending:
+            return False
+        if len(self._pending) >= self._max_batch:
+            return True
+        return self._clock() - self._opened_at >= self._max_delay_s
+
+    def time_to_due(self, default: float) -> float:
+        """Seconds until the batch is due by age (``default`` when it is empty)."""
+        if not self._pending:
+            return default
+        return max(0.0, self._opened_at + self._max_delay_s - self._clock())
+
+    def drain(self) -> list[Pending]:
+        """Take up to ``max_batch`` tenants, oldest first; the rest stay for the next flush."""
+        if len(self._pending) <= self._max_batch:
+            batch = list(self._pending.values())
+            self._pending = {}
+            return batch
+        batch = []
+        for tenant in list(self._pending)[: self._max_batch]:
+            batch.append(self._pending.pop(tenant))
+        return batch
+
+    def discard_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget entries of revoked partitions (their events are re-handled elsewhere)."""
+        gone = set(partitions)
+        keep = {t: p for t, p in self._pending.items() if p.partition not in gone}
+        dropped = len(self._pending) - len(keep)
+        self._pending = keep
+        return dropped
+
+    def clear(self) -> int:
+        """Forget everything (the events will be re-handled); return how many tenants."""
+        dropped = len(self._pending)
+        self._pending = {}
+        return dropped

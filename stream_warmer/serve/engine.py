@@ -1,0 +1,123 @@
+"""The Kafka-free core of serve: events in, warm commands out to the sinks.
+
+``handle`` runs per good event (observe, window, precision, batcher); ``flush``
+runs per micro-batch (predict once per tenant on its newest window, policy, one
+Redis round trip, then the Kafka topic). The app around it owns the consumer,
+offsets and checkpoints; this class never sees a Kafka message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from stream_warmer.events import AccessEvent, WarmCommand
+from stream_warmer.serve.batcher import MicroBatcher, Pending
+from stream_warmer.serve.metrics import ServeMetrics
+from stream_warmer.serve.policy import WarmPolicy
+from stream_warmer.serve.precision import PrecisionTracker
+from stream_warmer.serve.sinks import KafkaSink, RedisSink
+from stream_warmer.serve.windows import TenantWindows
+from stream_warmer.strategies.base import WarmingStrategy, Window
+
+LatencyObserver = Callable[[float], None]
+
+
+class WarmEngine:
+    """Windows, batcher, strategy, policy and sinks wired in the order of DESIGN §1."""
+
+    def __init__(
+        self,
+        strategy: WarmingStrategy,
+        k: int,
+        parts: tuple[TenantWindows, MicroBatcher, WarmPolicy, PrecisionTracker],
+        sinks: tuple[RedisSink, KafkaSink],
+        metrics: ServeMetrics,
+        *,
+        clock: Callable[[], float],
+        wall_ms: Callable[[], int],
+        latency_observer: LatencyObserver | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self._k = k
+        self.windows, self.batcher, self.policy, self.precision = parts
+        self._redis, self._kafka = sinks
+        self._metrics = metrics
+        self._clock = clock
+        self._wall_ms = wall_ms
+        self._latency_observer = latency_observer
+        self.commands_written = 0
+
+    def handle(self, partition: int, offset: int, event: AccessEvent, now: float) -> None:
+        """One good event: learn from it, extend its window, queue its tenant."""
+        self.strategy.observe(event)
+        evicted = self.windows.append(partition, event, now)
+        if evicted is not None:
+            self.forget((evicted,))
+        self.precision.requested(event.tenant, event.key)
+        self.batcher.add(partition, offset, event)
+
+    def flush(self) -> int:
+        """Predict, decide and write every pending tenant; return commands written.
+
+        Raises ``SinkUnavailableError`` (from the Redis sink) with nothing half-done
+        that matters: call ``abandon`` and re-handle the events.
+        """
+        written = 0
+        while len(self.batcher):
+            written += self._flush_chunk(self.batcher.drain())
+        return written
+
+    def abandon(self) -> int:
+        """Redis is down: drop queued work (its events get re-handled); return tenants dropped."""
+        self.policy.release(self._redis.discard())
+        self.policy.release(self.policy.take())
+        return self.batcher.clear()
+
+    def flush_sink(self) -> int:
+        """Write whatever the Redis sink still buffers (checkpoint step 1)."""
+        written = self._redis.flush()
+        self._kafka.write(written)
+        return len(written)
+
+    def sink_ready(self) -> bool:
+        """True when Redis answers."""
+        return self._redis.ping()
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop every piece of per-tenant state of ``tenants``."""
+        gone = list(tenants)
+        if gone:
+            self.strategy.forget(gone)
+            self.policy.forget(gone)
+            self.precision.forget(gone)
+
+    def _flush_chunk(self, batch: list[Pending]) -> int:
+        windows = [self.windows.window(p.tenant) or Window(p.tenant, (p.event,)) for p in batch]
+        strategy = self.strategy
+        started = self._clock()
+        predictions = strategy.predict(windows, self._k)
+        self._metrics.inference.observe(self._clock() - started)
+        self._metrics.batch_size.observe(len(batch))
+        name, version = strategy.name, strategy.model_version
+        for cause, preds in zip(batch, predictions, strict=True):
+            self.policy.decide(cause, preds, name, version)
+        commands = self.policy.take()
+        if not commands:
+            return 0
+        self._redis.write(commands)
+        written = self._redis.flush()
+        self._after_write(written, {p.tenant: p.event.ts for p in batch})
+        return len(written)
+
+    def _after_write(self, written: list[WarmCommand], cause_ts: dict[str, int]) -> None:
+        now, wall = self._clock(), self._wall_ms()
+        observe = self._metrics.event_to_warm.observe
+        for cmd in written:
+            self.precision.issued(cmd.tenant, cmd.key, now)
+            latency = (wall - cause_ts[cmd.tenant]) / 1000.0
+            observe(latency)
+            if self._latency_observer is not None:
+                self._latency_observer(latency)
+        self._kafka.write(written)
+        self.commands_written += len(written)
+        self._metrics.warm_commands.inc(len(written))

@@ -1,0 +1,125 @@
+"""Prometheus metrics of one serve app, and the ``/metrics`` + ``/healthz`` endpoint.
+
+Each app owns its registry (tests build several apps in one process). The hot loop
+adds to plain ints and the app publishes them once per poll batch, so the per-event
+cost of metrics is nil.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class ServeMetrics:
+    """Every metric the serve loop exports (names prefixed ``stream_warmer_``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        p = "stream_warmer_"
+        self.events = Counter(p + "events", "Access events consumed", registry=r)
+        self.bad_events = Counter(p + "bad_events", "Bad events sent to the DLQ", ["reason"],
+                                  registry=r)
+        self.rehandled = Counter(p + "rehandled_events",
+                                 "Events consumed again after Redis was unavailable", registry=r)
+        self.lag = Gauge(p + "partition_lag", "High watermark minus next offset", ["partition"],
+                         registry=r)
+        self.batch_size = Histogram(p + "batch_tenants", "Tenants per micro-batch",
+                                    buckets=_BATCH_BUCKETS, registry=r)
+        self.inference = Histogram(p + "inference_seconds", "Strategy predict time per batch",
+                                   buckets=_LATENCY_BUCKETS, registry=r)
+        self.event_to_warm = Histogram(p + "event_to_warm_seconds",
+                                       "Event ts to warm command acknowledged by Redis",
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.warm_commands = Counter(p + "warm_commands", "Warm commands written", registry=r)
+        self.warm_dropped = Counter(p + "warm_dropped", "Predictions not warmed", ["reason"],
+                                    registry=r)
+        self.useful_warms = Counter(p + "useful_warms", "Warms requested within the horizon",
+                                    registry=r)
+        self.expired_warms = Counter(p + "expired_warms", "Warms not requested in the horizon",
+                                     registry=r)
+        self.precision = Gauge(p + "warm_precision", "Useful / resolved warms", registry=r)
+        self.tenants_held = Gauge(p + "tenants_held", "Tenant windows in memory", registry=r)
+        self.tenants_evicted = Counter(p + "tenants_evicted", "Tenant windows dropped", ["reason"],
+                                       registry=r)
+        self.redis_up = Gauge(p + "redis_up", "1 when Redis answers", registry=r)
+        self.paused = Gauge(p + "paused", "1 while partitions are paused (Redis down)", registry=r)
+        self.checkpoints = Counter(p + "checkpoints", "Offset commits", ["trigger"], registry=r)
+        self.model_version = Gauge(p + "model_version_info", "Model serving now",
+                                   ["strategy", "version"], registry=r)
+        self.swaps = Counter(p + "strategy_swaps", "Strategies hot-swapped in", registry=r)
+        self.redis_up.set(1)
+
+    def set_model(self, strategy: str, version: str) -> None:
+        """Point the model-version info at what serves now."""
+        self.model_version.clear()
+        self.model_version.labels(strategy, version).set(1)
+
+    def render(self) -> bytes:
+        """The text exposition of this registry."""
+        return bytes(generate_latest(self.registry))
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on a background thread; ``port=0`` picks a free one."""
+
+    def __init__(self, metrics: ServeMetrics, healthy: Callable[[], bool], host: str,
+                 port: int) -> None:
+        handler = _handler(metrics, healthy)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(metrics: ServeMetrics, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/metrics"):
+                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+            elif self.path.startswith("/healthz"):
+                ok = healthy()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: Any) -> None:  # keep request lines out of the logs
+            return
+
+    return Handler

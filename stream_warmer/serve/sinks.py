@@ -1,0 +1,211 @@
+"""Where warm commands go: a per-tenant Redis priority queue, and the ``warm-commands`` topic.
+
+Redis layout (``prefix`` from settings, ``tenant`` matches the contract's pattern, so
+it never contains ``:`` and no tenant can reach another tenant's keys):
+
+- ``{prefix}:{tenant}:queue``       sorted set, member = key, score = confidence;
+  loaders drain it highest first (``ZPOPMAX``); trimmed to ``queue_max_len`` by
+  dropping the lowest scores;
+- ``{prefix}:{tenant}:warm:{key}``  marker holding the command JSON, set with
+  ``NX PX dedup_ttl``: while it lives, the same key is not queued again (by any
+  replica, and not after a loader drained it).
+
+A small Lua script per tenant does marker-then-enqueue atomically; all tenants of a
+flush go in ONE pipelined round trip. Only commands that Redis accepted go on to the
+Kafka topic (keyed by tenant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from stream_warmer.errors import SinkUnavailableError
+from stream_warmer.events import TENANT_RE, WarmCommand, encode
+from stream_warmer.settings import RedisSettings
+
+# KEYS = [queue, marker_1..marker_n]; ARGV = [ttl_ms, max_len, score_1, key_1, json_1, ...]
+_ENQUEUE = """
+local ttl, maxlen, out, added = ARGV[1], tonumber(ARGV[2]), {}, 0
+for i = 2, #KEYS do
+  local j = 3 + (i - 2) * 3
+  if redis.call('SET', KEYS[i], ARGV[j + 2], 'NX', 'PX', ttl) then
+    redis.call('ZADD', KEYS[1], ARGV[j], ARGV[j + 1])
+    out[i - 1] = 1
+    added = added + 1
+  else
+    out[i - 1] = 0
+  end
+end
+if added > 0 then
+  local size = redis.call('ZCARD', KEYS[1])
+  if size > maxlen then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - maxlen - 1) end
+end
+return out
+"""
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def redis_client(settings: RedisSettings) -> redis.Redis[Any]:
+    """A client without its own retries: the serve loop backs off and retries itself."""
+    password = settings.password.get_secret_value() if settings.password else None
+    return redis.Redis.from_url(
+        settings.url,
+        password=password,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def queue_key(prefix: str, tenant: str) -> str:
+    """The tenant's priority queue."""
+    return f"{prefix}:{tenant}:queue"
+
+
+def marker_key(prefix: str, tenant: str, key: str) -> str:
+    """The dedup marker of one (tenant, key)."""
+    return f"{prefix}:{tenant}:warm:{key}"
+
+
+class RedisSink:
+    """Buffers warm commands; ``flush`` writes them in one pipelined round trip."""
+
+    def __init__(
+        self, client: redis.Redis[Any], settings: RedisSettings, dedup_ttl_ms: int
+    ) -> None:
+        self._client = client
+        self._prefix = settings.key_prefix
+        self._max_len = settings.queue_max_len
+        self._ttl_ms = max(1, dedup_ttl_ms)
+        self._sha: str | None = None
+        self._buffer: list[WarmCommand] = []
+        self.rejected = 0
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def write(self, commands: Sequence[WarmCommand]) -> None:
+        """Buffer commands until the next ``flush``."""
+        self._buffer.extend(commands)
+
+    def flush(self) -> list[WarmCommand]:
+        """Write the buffer; return the commands Redis queued (not suppressed by a marker).
+
+        Raises ``SinkUnavailableError`` when Redis does not answer; the commands stay
+        buffered, for the caller to ``discard`` (their events get re-handled).
+        """
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return []
+        groups = self._group(batch)
+        try:
+            flags = self._execute(groups)
+        except _UNAVAILABLE as exc:
+            self._sha = None
+            self._buffer = batch + self._buffer
+            msg = f"redis unavailable while writing {len(batch)} warm commands: {exc}"
+            raise SinkUnavailableError(msg) from exc
+        written = [cmd for cmds, ok in zip(groups.values(), flags, strict=True)
+                   for cmd, flag in zip(cmds, ok, strict=True) if flag]
+        return written
+
+    def ping(self) -> bool:
+        """True when Redis answers."""
+        try:
+            return bool(self._client.ping())
+        except _UNAVAILABLE:
+            return False
+
+    def discard(self) -> list[WarmCommand]:
+        """Drop and return whatever is buffered (used when Redis is down)."""
+        batch, self._buffer = self._buffer, []
+        return batch
+
+    def _group(self, batch: list[WarmCommand]) -> dict[str, list[WarmCommand]]:
+        groups: dict[str, list[WarmCommand]] = {}
+        for cmd in batch:
+            if TENANT_RE.match(cmd.tenant) is None:  # never write outside a tenant prefix
+                self.rejected += 1
+                continue
+            groups.setdefault(cmd.tenant, []).append(cmd)
+        return groups
+
+    def _execute(self, groups: dict[str, list[WarmCommand]]) -> list[list[int]]:
+        if self._sha is None:
+            self._sha = self._load_script()
+        try:
+            return self._pipeline(groups, self._sha)
+        except NoScriptError:  # Redis restarted and lost its script cache
+            self._sha = self._load_script()
+            return self._pipeline(groups, self._sha)
+
+    def _load_script(self) -> str:
+        return str(self._client.script_load(_ENQUEUE))  # type: ignore[no-untyped-call]
+
+    def _pipeline(self, groups: dict[str, list[WarmCommand]], sha: str) -> list[list[int]]:
+        pipe = self._client.pipeline(transaction=False)
+        prefix = self._prefix
+        for tenant, cmds in groups.items():
+            keys = [queue_key(prefix, tenant)]
+            args: list[Any] = [self._ttl_ms, self._max_len]
+            for cmd in cmds:
+                keys.append(marker_key(prefix, tenant, cmd.key))
+                args += (repr(cmd.score), cmd.key, encode(cmd))
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return [[int(f) for f in flags] for flags in pipe.execute()]
+
+
+class KafkaSink:
+    """Produces warm commands to ``warm-commands`` keyed by tenant (flushed at checkpoints)."""
+
+    def __init__(self, produce: Callable[[str, str, bytes], None], topic: str) -> None:
+        self._produce = produce
+        self._topic = topic
+
+    def write(self, commands: Sequence[WarmCommand]) -> None:
+        """Queue one record per command."""
+        for cmd in commands:
+            self._produce(self._topic, cmd.tenant, encode(cmd))
+
+
+class Outbox:
+    """The app's one producer (warm commands and dead letters), counting failed deliveries."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.failed = 0
+        self.last_error: str | None = None
+
+    def produce(self, topic: str, key: str, value: bytes) -> None:
+        """Queue a record; when the local queue is full, serve deliveries and retry."""
+        while True:
+            try:
+                self._producer.produce(topic, value, key, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def poll(self) -> None:
+        """Serve delivery reports without blocking."""
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for every queued record; return how many are still undelivered."""
+        return int(self._producer.flush(timeout_s))
+
+    def take_failures(self) -> int:
+        """Failed deliveries since the last call."""
+        failed, self.failed = self.failed, 0
+        return failed
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed += 1
+            self.last_error = str(err)

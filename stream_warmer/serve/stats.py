@@ -1,0 +1,107 @@
+"""Book-keeping of the serve loop: offsets per partition, run counters, metric publishing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_warmer.serve.engine import WarmEngine
+from stream_warmer.serve.metrics import ServeMetrics
+
+
+class Offsets:
+    """Per partition: the next offset to consume, and the first one not yet stored."""
+
+    def __init__(self) -> None:
+        self._next: dict[int, int] = {}
+        self._unstored: dict[int, int] = {}
+
+    def consumed(self, partition: int, offset: int) -> None:
+        """A message at ``offset`` was consumed (handled, or held back)."""
+        if partition not in self._unstored:
+            self._unstored[partition] = offset
+        self._next[partition] = offset + 1
+
+    def next_offset(self, partition: int) -> int | None:
+        """The offset after the last consumed one, if any was consumed."""
+        return self._next.get(partition)
+
+    def take_unstored(self) -> dict[int, int]:
+        """Offsets to store (next offset per partition consumed since the last store)."""
+        out = {p: self._next[p] for p in self._unstored}
+        self._unstored.clear()
+        return out
+
+    def unstored_count(self) -> int:
+        """How many consumed events are not covered by a stored offset."""
+        return sum(self._next[p] - first for p, first in self._unstored.items())
+
+    def rewind(self) -> dict[int, int]:
+        """Where to seek to re-handle what was not stored; forgets it (it is consumed again)."""
+        out = dict(self._unstored)
+        self._unstored.clear()
+        for partition, offset in out.items():
+            self._next[partition] = offset
+        return out
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget revoked partitions (their unstored events are re-handled by the next owner)."""
+        for partition in partitions:
+            self._unstored.pop(partition, None)
+            self._next.pop(partition, None)
+
+
+@dataclass
+class RunStats:
+    """What one ``run`` did; ``first_at``/``last_at`` are clock times of the first/last batch."""
+
+    consumed: int = 0
+    events: int = 0
+    bad: int = 0
+    commands: int = 0
+    rehandled: int = 0
+    checkpoints: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    _published: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def mark(self, now: float) -> None:
+        """A poll batch was handled at ``now``."""
+        if self.first_at is None:
+            self.first_at = now
+        self.last_at = now
+
+    def summary(self) -> dict[str, Any]:
+        """The counters, for a log line."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def publish(self, metrics: ServeMetrics, engine: WarmEngine, consumer: Any, topic: str,
+                offsets: Offsets) -> None:
+        """Copy the engine's plain counters into Prometheus, and the lag per partition."""
+        metrics.tenants_held.set(len(engine.windows))
+        for reason, count in engine.windows.evicted.items():
+            self._inc(metrics.tenants_evicted.labels(reason), f"evicted:{reason}", count)
+        for reason, count in engine.policy.drops.items():
+            self._inc(metrics.warm_dropped.labels(reason), f"drop:{reason}", count)
+        self._inc(metrics.useful_warms, "useful", engine.precision.useful)
+        precision = engine.precision.precision()
+        if precision is not None:
+            metrics.precision.set(precision)
+        _publish_lag(metrics, consumer, topic, offsets)
+
+    def _inc(self, counter: Any, name: str, total: int) -> None:
+        delta = total - self._published.get(name, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._published[name] = total
+
+
+def _publish_lag(metrics: ServeMetrics, consumer: Any, topic: str, offsets: Offsets) -> None:
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        nxt = offsets.next_offset(tp.partition)
+        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        if nxt is not None and high >= 0:
+            metrics.lag.labels(str(tp.partition)).set(max(0, high - nxt))
