@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Literal, cast
 
 from stream_warmer.errors import TraceError
 from stream_warmer.events import AccessEvent
@@ -216,7 +216,7 @@ def _magic(path: Path) -> bytes:
 
 def _open_binary(path: Path) -> IO[bytes]:
     if _magic(path)[:2] == _GZIP_MAGIC:
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")
 
 

@@ -31,7 +31,7 @@ from itertools import tee
 from typing import Any
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.strategies.base import Prediction, WarmingStrategy
+from stream_warmer.strategies.base import WarmingStrategy
 
 EventSource = Callable[[], Iterable[AccessEvent]]
 
@@ -64,27 +64,17 @@ class TraceStats:
 
 
 @dataclass(frozen=True, slots=True)
-class StrategyRun:
-    """One strategy at one k, named as it appears in the rows."""
+class StrategySpec:
+    """A strategy to evaluate: its row name and a factory of fresh instances.
+
+    A strategy whose class sets ``nested_k = True`` (its top k is a prefix of its top
+    k+1, true of every baseline) runs once at the largest k and serves every k;
+    any other gets one instance per k, all fed in the same pass.
+    """
 
     name: str
-    strategy: WarmingStrategy
-    k: int
-
-
-def capacity_for(frac: float, distinct: int) -> int:
-    """C = floor(f x distinct), at least 1 (REFERENCE.md's C column rounds down)."""
-    return max(1, math.floor(frac * distinct + 1e-9))
-
-
-def scan(events: Iterable[AccessEvent]) -> TraceStats:
-    """Count requests and distinct (tenant, key) pairs (the set is held in memory)."""
-    seen: set[tuple[str, str]] = set()
-    add = seen.add
-    n = 0
-    for n, event in enumerate(events, start=1):  # noqa: B007 - n is the count
-        add((event.tenant, event.key))
-    return TraceStats(n, len(seen))
+    make: Callable[[], WarmingStrategy]
+    ks: tuple[int, ...] | None = None  # only these k (e.g. ``none``: one k is enough)
 
 
 @dataclass(slots=True)
@@ -98,10 +88,9 @@ class LruSim:
     warms: int = 0
     useful: int = 0
 
-    def step(self, tenant: str, key: str, preds: Sequence[Prediction], counting: bool) -> None:
-        """One request, then its warms (see the module docstring)."""
+    def step(self, item: tuple[str, str], warms: list[tuple[str, str]], counting: bool) -> None:
+        """One request for ``item``, then the warms named after it (module docstring)."""
         lru = self.lru
-        item = (tenant, key)
         pending = lru.get(item)
         if pending is None:
             lru[item] = False
@@ -116,8 +105,7 @@ class LruSim:
                 lru[item] = False
         if counting:
             self.requests += 1
-        for pred in preds:
-            warm = (tenant, pred.key)
+        for warm in warms:
             if warm not in lru:
                 lru[warm] = counting
                 if counting:
@@ -141,34 +129,88 @@ class LruSim:
         )
 
 
+@dataclass(slots=True)
+class _Lane:
+    """One strategy instance and the caches (per k, per f) its predictions feed."""
+
+    name: str
+    strategy: WarmingStrategy
+    k: int
+    sims: list[tuple[int, list[LruSim]]]
+
+
+def capacity_for(frac: float, distinct: int) -> int:
+    """C = floor(f x distinct), at least 1 (REFERENCE.md's C column rounds down)."""
+    return max(1, math.floor(frac * distinct + 1e-9))
+
+
+def scan(events: Iterable[AccessEvent]) -> TraceStats:
+    """Count requests and distinct (tenant, key) pairs (the set is held in memory)."""
+    seen: set[tuple[str, str]] = set()
+    add = seen.add
+    n = 0
+    for n, event in enumerate(events, start=1):  # noqa: B007 - n is the count
+        add((event.tenant, event.key))
+    return TraceStats(n, len(seen))
+
+
 def evaluate(
     trace: str,
     source: EventSource,
-    runs: Sequence[StrategyRun],
+    specs: Sequence[StrategySpec],
+    ks: Sequence[int],
     fracs: Sequence[float],
+    *,
     stats: TraceStats | None = None,
 ) -> list[EvalRow]:
-    """Run every strategy of ``runs`` at every cache fraction over one read of the trace.
+    """Rows for every strategy x k x f, from one replay of the trace.
 
-    ``source()`` must return a fresh iterable of the trace's events each call (it is
-    called twice when ``stats`` is not given: once to count, once to replay).
+    ``source()`` must return a fresh iterable of the trace's events on each call (it
+    is called twice when ``stats`` is not given: once to count, once to replay).
+    Rows come in the order strategy, k, f.
     """
-    if not runs or not fracs:
+    if not specs or not ks or not fracs:
         return []
     stats = stats or scan(source())
-    half = stats.requests // 2
-    sims = [[LruSim(capacity_for(f, stats.distinct)) for f in fracs] for _ in runs]
-    copies = tee(source(), len(runs) + 1)
-    streams = [run.strategy.predict_stream(copies[i + 1], run.k) for i, run in enumerate(runs)]
-    steps = [[sim.step for sim in per_run] for per_run in sims]
+    lanes = _lanes(specs, ks, [capacity_for(f, stats.distinct) for f in fracs])
+    _replay(source(), lanes, stats.requests // 2)
+    rows = [
+        sim.row(trace, lane.name, frac, k)
+        for lane in lanes
+        for k, sims in lane.sims
+        for frac, sim in zip(fracs, sims, strict=True)
+    ]
+    order = {spec.name: i for i, spec in enumerate(specs)}
+    return sorted(rows, key=lambda r: (order[r.strategy], r.k))
+
+
+def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int], capacities: list[int]
+           ) -> list[_Lane]:
+    lanes = []
+    for spec in specs:
+        ks = sorted(set(spec.ks or all_ks))
+        first = spec.make()
+        if getattr(first, "nested_k", False):
+            sims = [(k, [LruSim(c) for c in capacities]) for k in ks]
+            lanes.append(_Lane(spec.name, first, ks[-1], sims))
+            continue
+        for i, k in enumerate(ks):
+            strategy = first if i == 0 else spec.make()
+            lanes.append(_Lane(spec.name, strategy, k, [(k, [LruSim(c) for c in capacities])]))
+    return lanes
+
+
+def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> None:
+    copies = tee(events, len(lanes) + 1)
+    streams = [lane.strategy.predict_stream(copies[i + 1], lane.k) for i, lane in enumerate(lanes)]
+    feeds = [[(k, [sim.step for sim in sims]) for k, sims in lane.sims] for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
-        tenant, key = event.tenant, event.key
-        for run_steps, pred in zip(steps, preds, strict=True):
-            for step in run_steps:
-                step(tenant, key, pred, counting)
-    return [
-        sim.row(trace, run.name, frac, run.k)
-        for run, per_run in zip(runs, sims, strict=True)
-        for frac, sim in zip(fracs, per_run, strict=True)
-    ]
+        tenant = event.tenant
+        item = (tenant, event.key)
+        for feed, pred in zip(feeds, preds, strict=True):
+            warms = [(tenant, p.key) for p in pred]
+            for k, steps in feed:
+                named = warms[:k] if k < len(warms) else warms
+                for step in steps:
+                    step(item, named, counting)

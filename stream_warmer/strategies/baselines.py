@@ -10,6 +10,7 @@ default observe-then-predict.
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -22,6 +23,7 @@ class NoWarm(WarmingStrategy):
     """Never warms anything: the plain-LRU yardstick."""
 
     name = "none"
+    nested_k = True
 
     def observe(self, event: AccessEvent) -> None:
         """Nothing to learn."""
@@ -56,6 +58,7 @@ class Popularity(WarmingStrategy):
     """
 
     name = "popularity"
+    nested_k = True
 
     def __init__(self, max_keys: int = 64, halflife_events: int = 10_000) -> None:
         if max_keys < 1 or halflife_events < 1:
@@ -103,13 +106,40 @@ class Popularity(WarmingStrategy):
 
 
 class _Successors:
-    """Successor counts of one key: ``total`` transitions seen, ``counts`` per successor."""
+    """Successor counts of one key, kept ranked (count desc, then first seen)."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("counts", "order", "seen", "total")
 
     def __init__(self) -> None:
-        self.total = 0
+        self.total = 0  # transitions seen out of this key, evicted successors included
         self.counts: dict[str, int] = {}
+        self.seen: dict[str, int] = {}  # successor -> arrival number (tie break)
+        self.order: list[str] = []  # successors, best first
+
+    def add(self, key: str, max_successors: int) -> None:
+        """Count one transition to ``key``; drop the lowest ranked one when full."""
+        self.total += 1
+        counts, order = self.counts, self.order
+        count = counts.get(key)
+        if count is None:
+            if len(order) >= max_successors:
+                victim = order.pop()
+                del counts[victim], self.seen[victim]
+            counts[key] = 1
+            self.seen[key] = self.total
+            order.append(key)  # count 1, seen last: ranks last
+            return
+        counts[key] = count + 1
+        i = order.index(key)
+        if not i:
+            return
+        seen = self.seen
+        rank = (-count - 1, seen[key])  # ascending rank order = best first
+        ahead = order[i - 1]
+        if (-counts[ahead], seen[ahead]) > rank:  # it now outranks its predecessor
+            j = bisect_left(order, rank, 0, i, key=lambda s: (-counts[s], seen[s]))
+            del order[i]
+            order.insert(j, key)
 
 
 class Markov(WarmingStrategy):
@@ -118,10 +148,12 @@ class Markov(WarmingStrategy):
     Ranking: count, ties broken by which successor was seen first. Memory is bounded:
     at most ``max_keys`` keys per tenant (least recently used dropped) and at most
     ``max_successors`` successors per key (the lowest ranked dropped for a new one).
-    Score = count / all transitions seen out of x.
+    Score = count / all transitions seen out of x. The top k are a prefix of the
+    top k+1 (``nested_k``), which lets the evaluator serve several k from one run.
     """
 
     name = "markov"
+    nested_k = True
 
     def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
         if max_keys < 1 or max_successors < 1:
@@ -149,14 +181,7 @@ class Markov(WarmingStrategy):
                 table.popitem(last=False)
         else:
             table.move_to_end(prev)
-        succ.total += 1
-        counts = succ.counts
-        if key in counts:
-            counts[key] += 1
-        else:
-            if len(counts) >= self._max_succ:
-                del counts[_lowest_ranked(counts)]
-            counts[key] = 1
+        succ.add(key, self._max_succ)
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """The top ``k`` successors of each window's newest key."""
@@ -169,12 +194,7 @@ class Markov(WarmingStrategy):
         if succ is None:
             return []
         counts, total = succ.counts, succ.total
-        if k == 1:
-            best = max(counts, key=counts.__getitem__)  # first of the ties
-            return [Prediction(best, counts[best] / total)]
-        # sorted is stable, so ties keep first-seen order
-        ranked = sorted(counts, key=counts.__getitem__, reverse=True)[:k]
-        return [Prediction(s, counts[s] / total) for s in ranked]
+        return [Prediction(s, counts[s] / total) for s in succ.order[:k]]
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """Observe each event, then predict the successors of its key."""
@@ -189,12 +209,6 @@ class Markov(WarmingStrategy):
             self._last.pop(tenant, None)
 
 
-def _lowest_ranked(counts: dict[str, int]) -> str:
-    # min count; among ties the one seen last ranks lowest
-    low = min(counts.values())
-    return next(s for s in reversed(counts) if counts[s] == low)
-
-
 class NextKey(WarmingStrategy):
     """For an integer key x, warm x+1 ... x+k (nothing for other keys).
 
@@ -203,6 +217,7 @@ class NextKey(WarmingStrategy):
     """
 
     name = "nextkey"
+    nested_k = True
 
     def observe(self, event: AccessEvent) -> None:
         """Stateless."""

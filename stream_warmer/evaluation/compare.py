@@ -1,0 +1,162 @@
+"""What ``stream-warmer evaluate`` does: resolve traces, build strategies, run, report.
+
+Strategy names: ``none``, ``popularity``, ``nextkey``, ``markov`` / ``markov1``
+(the first-order Markov baseline; rows are named ``markov1`` as in REFERENCE.md)
+and ``lstm`` (``stream_warmer.strategies.lstm.fit_strategy`` trained on the first
+half of the trace, then evaluated with the same protocol).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import TypeVar
+
+from stream_warmer.errors import ConfigError, ModelError, TraceError
+from stream_warmer.evaluation.traces import (
+    CsvLayout,
+    Progress,
+    StderrProgress,
+    TraceFormat,
+    read_trace,
+)
+from stream_warmer.evaluation.warmeval import EvalRow, StrategySpec, TraceStats, evaluate, scan
+from stream_warmer.events import AccessEvent
+from stream_warmer.settings import Settings
+from stream_warmer.strategies import build_baseline
+from stream_warmer.strategies.base import WarmingStrategy
+
+STRATEGIES = ("none", "popularity", "markov", "markov1", "nextkey", "lstm")
+_ROW_NAME = {"markov": "markov1"}
+T = TypeVar("T")
+_SUFFIXES = (".csv.gz", ".csv", ".oracleGeneral.bin", ".oracleGeneral", ".bin")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSource:
+    """A trace file and how to read it; ``events()`` opens a fresh stream."""
+
+    name: str
+    path: Path
+    fmt: TraceFormat = "auto"
+    tenant: str = "t0"
+    layout: CsvLayout | None = None
+
+    def events(self, progress: Progress | None = None) -> Iterator[AccessEvent]:
+        """A fresh iterator over the trace's events."""
+        return read_trace(self.path, self.fmt, tenant=self.tenant, layout=self.layout,
+                          progress=progress)
+
+
+def resolve_trace(name: str, traces_dir: Path) -> tuple[str, Path]:
+    """``(short name, path)`` for a path or a bare name under ``traces_dir``."""
+    direct = Path(name)
+    if direct.is_file():
+        return _short(direct.name), direct
+    for suffix in ("", *_SUFFIXES):
+        candidate = traces_dir / f"{name}{suffix}"
+        if candidate.is_file():
+            return _short(candidate.name), candidate
+    msg = f"trace {name!r} is neither a file nor a trace in {str(traces_dir)!r}"
+    raise TraceError(msg)
+
+
+def _short(filename: str) -> str:
+    for suffix in _SUFFIXES:
+        if filename.endswith(suffix):
+            return filename[: -len(suffix)]
+    return filename
+
+
+def parse_strategies(text: str) -> list[str]:
+    """Comma-separated strategy names, checked against ``STRATEGIES``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in STRATEGIES]
+    if bad or not names:
+        msg = f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}"
+        raise ConfigError(msg)
+    return list(dict.fromkeys(_ROW_NAME.get(n, n) for n in names))
+
+
+def evaluate_trace(
+    source: TraceSource,
+    strategies: Sequence[str],
+    ks: Sequence[int],
+    fracs: Sequence[float],
+    settings: Settings,
+    *,
+    show_progress: bool = False,
+) -> list[EvalRow]:
+    """All rows of one trace: a counting pass, then one replay for every strategy."""
+    stats = _with_progress(f"{source.name} scan", None, show_progress,
+                           lambda p: scan(source.events(p)))
+    specs = [_spec(name, source, stats, settings, show_progress) for name in strategies]
+
+    def run(progress: Progress | None) -> list[EvalRow]:
+        return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs, stats=stats)
+
+    return _with_progress(f"{source.name} replay", stats.requests, show_progress, run)
+
+
+def _with_progress(label: str, total: int | None, show: bool,
+                      work: Callable[[Progress | None], T]) -> T:
+    if not show:
+        return work(None)
+    bar = StderrProgress(label, total)
+    try:
+        return work(bar)
+    finally:
+        bar.close()
+
+
+def _spec(name: str, source: TraceSource, stats: TraceStats, settings: Settings,
+          show_progress: bool) -> StrategySpec:
+    if name == "none":
+        return StrategySpec(name, lambda: build_baseline("none", settings.strategy), ks=(1,))
+    if name == "lstm":
+        return StrategySpec(name, _lstm_factory(source, stats, settings))
+    return StrategySpec(name, lambda: build_baseline(name, settings.strategy))
+
+
+def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
+                  ) -> Callable[[], WarmingStrategy]:
+    try:
+        lstm = importlib.import_module("stream_warmer.strategies.lstm")
+    except ImportError as exc:
+        msg = "the lstm strategy is not available (stream_warmer.strategies.lstm is missing)"
+        raise ModelError(msg) from exc
+    fit = getattr(lstm, "fit_strategy", None)
+    if fit is None:
+        msg = "stream_warmer.strategies.lstm has no fit_strategy(train_events, settings)"
+        raise ModelError(msg)
+
+    def make() -> WarmingStrategy:
+        train = list(islice(source.events(), stats.requests // 2))
+        strategy: WarmingStrategy = fit(train, settings)
+        return strategy
+
+    return make
+
+
+def format_table(rows: Sequence[EvalRow]) -> str:
+    """A fixed-width table of rows, one line each."""
+    head = (f"{'trace':<20} {'f':>5} {'C':>7} {'k':>2} {'strategy':<10} "
+            f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.trace:<20} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} "
+                     f"{r.strategy:<10} {r.hit_ratio:>9.4f} {r.warm_precision:>9.3f} "
+                     f"{r.warms_per_request:>9.3f}")
+    return "\n".join(lines)
+
+
+def write_json(rows: Sequence[EvalRow], path: Path) -> None:
+    """The rows as a JSON list (``nan`` written as ``null``)."""
+    data = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+             for k, v in r.to_dict().items()} for r in rows]
+    path.write_text(json.dumps(data, indent=2) + "\n")
