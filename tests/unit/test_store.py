@@ -1,0 +1,133 @@
+"""Model store: content addressing, hash checks, registry (no services)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_warmer.errors import ModelError
+from stream_warmer.trainer.store import (
+    Artifact,
+    DirStore,
+    RedisStore,
+    manifest_bytes,
+    sha256_hex,
+)
+from stream_warmer.trainer.updates import ModelUpdate
+from tests.unit.trainer_fakes import delta_artifact
+
+
+class FakeRedis:
+    """The few Redis commands the store uses, on a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def mset(self, mapping: dict[str, bytes]) -> None:
+        self.data.update(mapping)
+
+    def mget(self, keys: list[str]) -> list[Any]:
+        return [self.data.get(k) for k in keys]
+
+    def hset(self, name: str, field: str, value: bytes) -> None:
+        self.data.setdefault(name, {})[field] = value
+
+    def hgetall(self, name: str) -> dict[str, bytes]:
+        return dict(self.data.get(name, {}))
+
+
+def update_for(
+    store: Any, artifact: Artifact, version: str = "v1", created: int = 1
+) -> ModelUpdate:
+    stored = store.put(artifact)
+    return ModelUpdate(
+        name="m",
+        version=version,
+        sha256=stored.sha256,
+        artifact=stored.locator,
+        manifest_sha256=stored.manifest_sha256,
+        arch=artifact.manifest["arch"],
+        vocab_version="v1",
+        metrics={},
+        created_at=created,
+    )
+
+
+@pytest.fixture(params=["dir", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "dir":
+        return DirStore(tmp_path / "models")
+    return RedisStore(FakeRedis(), "pfx")
+
+
+def test_roundtrip_is_content_addressed(store: Any) -> None:
+    art = delta_artifact(3)
+    update = update_for(store, art)
+    assert update.sha256 == sha256_hex(art.weights)
+    got = store.fetch(update)
+    assert got.weights == art.weights
+    assert got.manifest == art.manifest
+
+
+def test_redis_key_layout() -> None:
+    fake = FakeRedis()
+    store = RedisStore(fake, "pfx")
+    update = update_for(store, delta_artifact(3))
+    key = f"pfx:model:sha256:{update.sha256}"
+    assert update.artifact == f"redis:{key}"
+    assert fake.data[key] == delta_artifact(3).weights
+    assert f"{key}:manifest" in fake.data
+
+
+def test_tampered_weights_rejected(store: Any) -> None:
+    update = update_for(store, delta_artifact(3))
+    if isinstance(store, DirStore):
+        store.path(update.sha256).write_bytes(delta_artifact(4).weights)
+    else:
+        store._redis.data[store.key(update.sha256)] = delta_artifact(4).weights
+    with pytest.raises(ModelError, match="weights hash mismatch"):
+        store.fetch(update)
+
+
+def test_tampered_manifest_rejected(store: Any) -> None:
+    update = update_for(store, delta_artifact(3))
+    bad = manifest_bytes({"arch": {"kind": "delta", "n": 2}})
+    if isinstance(store, DirStore):
+        store.path(update.sha256).with_suffix(".manifest.json").write_bytes(bad)
+    else:
+        store._redis.data[store.key(update.sha256) + ":manifest"] = bad
+    with pytest.raises(ModelError, match="manifest hash mismatch"):
+        store.fetch(update)
+
+
+def test_missing_artifact_rejected(store: Any) -> None:
+    update = update_for(store, delta_artifact(3))
+    other = ModelUpdate(**{**_fields(update), "sha256": "0" * 64})
+    with pytest.raises(ModelError):
+        store.fetch(other)
+
+
+def test_not_a_digest_rejected(store: Any) -> None:
+    update = update_for(store, delta_artifact(3))
+    with pytest.raises(ModelError, match="not a sha256"):
+        store.fetch(ModelUpdate(**{**_fields(update), "sha256": "../../etc/passwd"}))
+
+
+def test_registry_lists_versions_oldest_first(store: Any) -> None:
+    u2 = update_for(store, delta_artifact(4), "v2", created=20)
+    u1 = update_for(store, delta_artifact(3), "v1", created=10)
+    store.register(u2)
+    store.register(u1)
+    assert [u.version for u in store.versions("m")] == ["v1", "v2"]
+    assert store.versions("other") == []
+
+
+def test_manifest_must_be_finite_json() -> None:
+    with pytest.raises(ModelError):
+        manifest_bytes({"x": float("nan")})
+
+
+def _fields(update: ModelUpdate) -> dict[str, Any]:
+    return {f: getattr(update, f) for f in update.__struct_fields__}

@@ -1,0 +1,165 @@
+"""Watcher checks and mailbox, and one training round, without Kafka or Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save
+
+from stream_warmer.settings import KafkaSettings, StrategySettings, TrainerSettings
+from stream_warmer.trainer.buffer import EventBuffer
+from stream_warmer.trainer.publish import ModelPublisher
+from stream_warmer.trainer.rounds import TrainingRound
+from stream_warmer.trainer.store import Artifact, DirStore
+from stream_warmer.trainer.updates import ModelUpdate
+from stream_warmer.trainer.watcher import ModelWatcher
+from tests.unit.trainer_fakes import delta_artifact, load_delta, stride_events, train_delta
+
+
+class MemPublisher(ModelPublisher):
+    """A publisher whose topic is a list."""
+
+    def __init__(self, store: DirStore) -> None:
+        self.topic: list[ModelUpdate] = []
+        super().__init__(
+            store, KafkaSettings(), "updates", "m", publish=lambda _k, _t, u: self.topic.append(u)
+        )
+
+    def history(self, timeout_s: float = 10.0) -> list[ModelUpdate]:
+        return list(self.topic)
+
+
+@pytest.fixture
+def publisher(tmp_path: Path) -> MemPublisher:
+    return MemPublisher(DirStore(tmp_path))
+
+
+@pytest.fixture
+def watcher(publisher: MemPublisher) -> ModelWatcher:
+    return ModelWatcher(KafkaSettings(), "updates", "m", publisher.store, load_delta)
+
+
+def test_good_version_is_handed_over_once(publisher: MemPublisher, watcher: ModelWatcher) -> None:
+    update = publisher.publish(delta_artifact(3), {"gate_passed": True}, 1_000)
+    assert watcher.apply(update)
+    strategy = watcher.strategy_source()
+    assert strategy is not None and strategy.model_version == update.version
+    assert watcher.strategy_source() is None
+    assert not watcher.apply(update)  # same version again: nothing to do
+    assert watcher.current == update
+
+
+def _publish_raw(publisher: MemPublisher, artifact: Artifact, at: int) -> ModelUpdate:
+    return publisher.publish(artifact, {}, at)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda: delta_artifact(3, n=2), id="wrong-shapes"),
+        pytest.param(lambda: delta_artifact(float("nan")), id="nan-weights"),
+        pytest.param(
+            lambda: Artifact(b"not safetensors", delta_artifact(3).manifest), id="garbage-weights"
+        ),
+    ],
+)
+def test_bad_artifacts_are_rejected_and_old_model_stays(
+    publisher: MemPublisher, watcher: ModelWatcher, bad: Any
+) -> None:
+    good = publisher.publish(delta_artifact(3), {}, 1_000)
+    assert watcher.apply(good)
+    assert watcher.strategy_source() is not None
+    broken = publisher.publish(bad(), {}, 2_000)
+    assert not watcher.apply(broken)
+    assert watcher.strategy_source() is None
+    assert watcher.current == good
+    assert watcher.rejected[-1][0] == broken.version
+
+
+def test_wrong_hash_is_rejected(publisher: MemPublisher, watcher: ModelWatcher) -> None:
+    update = publisher.publish(delta_artifact(3), {}, 1_000)
+    publisher.store.path(update.sha256).write_bytes(delta_artifact(4).weights)
+    assert not watcher.apply(update)
+    assert "hash mismatch" in watcher.rejected[-1][1]
+    assert watcher.current is None
+
+
+def test_arch_in_update_must_match_manifest(publisher: MemPublisher, watcher: ModelWatcher) -> None:
+    update = publisher.publish(delta_artifact(3), {}, 1_000)
+    forged = ModelUpdate(
+        **{
+            **{f: getattr(update, f) for f in update.__struct_fields__},
+            "arch": {"kind": "delta", "n": 9},
+        }
+    )
+    assert not watcher.apply(forged)
+    assert "architecture" in watcher.rejected[-1][1]
+
+
+def test_nan_check_sees_every_tensor() -> None:
+    from stream_warmer.errors import ModelError
+    from stream_warmer.trainer.watcher import check_weights
+
+    weights = save({"a": torch.zeros(3), "b": torch.tensor([1.0, float("inf")])})
+    with pytest.raises(ModelError, match="'b'"):
+        check_weights(weights)
+    assert check_weights(save({"a": torch.zeros(2, 3)})) == {"a": (2, 3)}
+
+
+def _round(publisher: MemPublisher, margin: float = 0.0) -> TrainingRound:
+    settings = TrainerSettings(min_events=100, gate_cache_fracs=(0.1,), promote_margin=margin)
+    return TrainingRound(
+        settings,
+        StrategySettings(),
+        publisher,
+        train_delta,
+        load_delta,
+        wall_ms=lambda: 1_700_000_000_000,
+    )
+
+
+def _frame(n: int) -> Any:
+    buf = EventBuffer(10_000)
+    buf.extend(stride_events(n, delta=3))
+    return buf.frame()
+
+
+def test_round_publishes_then_rejects_an_equal_candidate(publisher: MemPublisher) -> None:
+    first = _round(publisher)(_frame(2000))
+    assert first.outcome == "published", first.detail
+    assert first.update is not None and publisher.topic == [first.update]
+    manifest = publisher.store.fetch(first.update).manifest
+    assert manifest["gate"]["gate_passed"] is True
+    assert manifest["gate"]["candidate_hit_ratio"] > 0.9
+    assert first.update.metrics["best_baseline"] in {"popularity", "markov", "nextkey"}
+    second = _round(publisher)(_frame(2000))
+    assert second.outcome == "rejected"
+    assert second.gate is not None and second.gate.live is not None
+    assert len(publisher.topic) == 1
+
+
+def test_round_skips_small_buffers_and_survives_training_errors(publisher: MemPublisher) -> None:
+    assert _round(publisher)(_frame(50)).outcome == "skipped"
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    rnd = _round(publisher)
+    rnd.train = broken
+    result = rnd(_frame(2000))
+    assert result.outcome == "failed" and "boom" in result.detail
+
+
+def test_rollback_republishes_a_registered_version(publisher: MemPublisher) -> None:
+    v1 = publisher.publish(delta_artifact(3), {}, 1_000_000)
+    v2 = publisher.publish(delta_artifact(4), {}, 2_000_000)
+    assert publisher.live() == v2
+    assert publisher.rollback(v1.version) == v1
+    assert publisher.live() == v1
+    from stream_warmer.errors import ModelError
+
+    with pytest.raises(ModelError, match="no registered version"):
+        publisher.rollback("nope")
