@@ -66,12 +66,15 @@ def event_bytes(tenant: str, key: str, ts: int | None = None) -> bytes:
     return encode(AccessEvent(tenant, key, now_ms() if ts is None else ts))
 
 
-def read_all(kafka: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[tuple[str | None, dict, int, int]]:
+Record = tuple[str | None, dict, int, int]
+
+
+def read_all(kafka: str, topic: str, expected: int, timeout_s: float = 30.0) -> list[Record]:
     """(key, decoded JSON value, partition, offset) of the first ``expected`` records."""
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"reader-{time.time_ns()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([topic])
-    out: list[tuple[str | None, dict, int, int]] = []
+    out: list[Record] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(out) < expected and time.monotonic() < deadline:

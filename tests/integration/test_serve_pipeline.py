@@ -157,4 +157,5 @@ def test_metrics_and_healthz_are_served(stack: dict[str, str]) -> None:
     app.run(idle_timeout_s=2.0)
     assert seen["healthz"] == "ok\n"
     assert "stream_warmer_events_total" in seen["metrics"]
-    assert 'stream_warmer_model_version_info{strategy="markov",version="baseline"} 1.0' in seen["metrics"]
+    info = 'stream_warmer_model_version_info{strategy="markov",version="baseline"} 1.0'
+    assert info in seen["metrics"]
