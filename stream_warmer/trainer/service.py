@@ -12,6 +12,7 @@ rebuilds its buffer from where its group left off.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,6 +80,11 @@ class TrainerService:
         self.results: list[RoundResult] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trainer-round")
         self._running: Future[RoundResult] | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the loop to finish (the round in flight is waited for); signal-safe."""
+        self._stop.set()
 
     def consumer_config(self) -> dict[str, Any]:
         """The trainer group's consumer options."""
@@ -100,7 +106,9 @@ class TrainerService:
         consumer.subscribe([self._topic])
         last_data = self._clock()
         try:
-            while max_rounds is None or len(self.results) < max_rounds:
+            while not self._stop.is_set() and (
+                max_rounds is None or len(self.results) < max_rounds
+            ):
                 got = self._poll(consumer)
                 last_data = self._clock() if got else last_data
                 self._maybe_start_round()

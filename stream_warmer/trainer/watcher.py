@@ -13,8 +13,8 @@ that every weight is finite, then build the strategy with the injected loader (t
 LSTM checkpoint code checks architecture and shapes). On success the new strategy
 waits in a one-slot mailbox that ``strategy_source()`` empties: ServeApp calls it
 between micro-batches, so the consume loop only ever pays for a lock and a pointer
-swap. Every new strategy starts with fresh streaming state (hidden states from other
-weights or another vocabulary mean nothing); serve's event windows carry over. On
+swap. Streaming state is re-initialised when the vocabulary changes; with the same
+vocabulary a strategy that offers ``adopt_state(previous)`` takes it over. On
 any failure the version is rejected with a log line and a metric, and the model
 already serving stays.
 """
@@ -92,6 +92,8 @@ class ModelWatcher:
         self._retry_s = retry_s
         self._lock = threading.Lock()
         self._mailbox: WarmingStrategy | None = None
+        self._mailbox_update: ModelUpdate | None = None
+        self._serving: tuple[WarmingStrategy, ModelUpdate] | None = None
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,9 +111,24 @@ class ModelWatcher:
         return self._ready.wait(timeout_s)
 
     def strategy_source(self) -> WarmingStrategy | None:
-        """A newly loaded strategy (once), or ``None`` when there is nothing new."""
+        """A newly loaded strategy (once), or ``None`` when there is nothing new.
+
+        Called by ServeApp on its own thread between micro-batches. When the new
+        version has the vocabulary of the one it replaces and the strategy offers
+        ``adopt_state(previous)``, the streaming state carries over (here, on the serve
+        thread, so the old strategy is not mutated concurrently); otherwise the new
+        strategy starts fresh.
+        """
         with self._lock:
             strategy, self._mailbox = self._mailbox, None
+            update = self._mailbox_update
+        if strategy is None or update is None:
+            return None
+        previous, self._serving = self._serving, (strategy, update)
+        adopt = getattr(strategy, "adopt_state", None)
+        same_vocab = previous is not None and previous[1].vocab_version == update.vocab_version
+        if previous is not None and same_vocab and callable(adopt):
+            adopt(previous[0])
         return strategy
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -195,7 +212,7 @@ class ModelWatcher:
 
     def _accept(self, update: ModelUpdate, strategy: WarmingStrategy, seconds: float) -> None:
         with self._lock:
-            self._mailbox = strategy
+            self._mailbox, self._mailbox_update = strategy, update
         previous, self.current = self.current, update
         m.MODEL_UPDATES.labels("loaded").inc()
         m.MODEL_LOAD_SECONDS.observe(seconds)

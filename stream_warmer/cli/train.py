@@ -1,0 +1,69 @@
+"""``stream-warmer train``: the trainer process (retrain, gate, publish)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from stream_warmer.settings import Settings
+
+HELP = "learn from the access stream, retrain on a schedule, publish versions that pass the gate"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Bounded runs for tests and one-off training; a plain ``train`` runs until SIGTERM."""
+    parser.add_argument(
+        "--max-rounds", type=int, default=None, help="stop after this many training rounds"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="stop after this many seconds without a record (and no round running)",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the store, publisher, training round and service; run until stopped."""
+    from stream_warmer.trainer.lstm import lstm_loader, lstm_trainer
+    from stream_warmer.trainer.publish import ModelPublisher
+    from stream_warmer.trainer.rounds import TrainingRound
+    from stream_warmer.trainer.service import TrainerService
+    from stream_warmer.trainer.store import open_store
+
+    store = open_store(settings.model, settings.redis)
+    publisher = ModelPublisher(
+        store, settings.kafka, settings.topics.model_updates, settings.model.name
+    )
+    round_fn = TrainingRound(
+        settings.trainer,
+        settings.strategy,
+        publisher,
+        lstm_trainer(settings),
+        lstm_loader(settings),
+    )
+    service = TrainerService(
+        settings.kafka,
+        settings.topics.access_events,
+        settings.trainer,
+        round_fn,
+        max_key_bytes=settings.events.max_key_bytes,
+    )
+    _serve_metrics(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.stop())
+    rounds = service.run(max_rounds=args.max_rounds, idle_timeout_s=args.idle_timeout)
+    outcomes = [r.outcome for r in service.results]
+    log.info("trainer finished", extra={"rounds": rounds, "outcomes": outcomes})
+    return 1 if outcomes and all(o == "failed" for o in outcomes) else 0
+
+
+def _serve_metrics(settings: Settings) -> None:
+    if not settings.metrics.enabled:
+        return
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.metrics.port, addr=settings.metrics.host)
