@@ -18,27 +18,29 @@ answers again rewinds to the first event it had not stored and resumes.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from types import FrameType
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as _KafkaErr
+from confluent_kafka import KafkaException, TopicPartition
 
 from stream_warmer.errors import KafkaError, SinkUnavailableError
 from stream_warmer.events import AccessEvent, DeadLetter, EventDecoder, encode
-from stream_warmer.serve.batcher import MicroBatcher
-from stream_warmer.serve.engine import LatencyObserver, WarmEngine
+from stream_warmer.serve.engine import LatencyObserver
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
-from stream_warmer.serve.policy import WarmPolicy
-from stream_warmer.serve.precision import PrecisionTracker
-from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink, redis_client
+from stream_warmer.serve.outage import Outage
+from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink
 from stream_warmer.serve.stats import Offsets, RunStats
-from stream_warmer.serve.windows import TenantWindows
+from stream_warmer.serve.wiring import (
+    Clients,
+    build_engine,
+    consumer_conf,
+    install_signals,
+    producer_conf,
+)
 from stream_warmer.settings import Settings
 from stream_warmer.strategies.base import WarmingStrategy
 
@@ -53,22 +55,6 @@ Msg = Any
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class Clients:
-    """Factories of the outside world; tests replace them with fakes."""
-
-    def consumer(self, conf: dict[str, Any]) -> Any:
-        """A confluent-kafka consumer."""
-        return Consumer(conf)
-
-    def producer(self, conf: dict[str, Any]) -> Any:
-        """A confluent-kafka producer."""
-        return Producer(conf)
-
-    def redis(self, settings: Settings) -> Any:
-        """A Redis client."""
-        return redis_client(settings.redis)
 
 
 class ServeApp:
@@ -106,9 +92,8 @@ class ServeApp:
         self.offsets = Offsets()
         self._latency_observer = latency_observer
         self._strategy = strategy
-        self._degraded = False
-        self._backoff_s = 0.0
-        self._retry_at = 0.0
+        self._outage = Outage(self._topic, self.offsets, self.metrics, self.stats, clock=clock,
+                              backoff_max_s=settings.redis.retry_backoff_max_s)
         self._next_checkpoint = 0.0
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
@@ -120,7 +105,7 @@ class ServeApp:
 
     def healthy(self) -> bool:
         """For ``/healthz``: the loop runs and Redis answers."""
-        return not self._stop.is_set() and not self._degraded
+        return not self._stop.is_set() and not self._outage.active
 
     def run(self, max_messages: int | None = None, idle_timeout_s: float | None = None) -> RunStats:
         """Serve until stopped, or ``max_messages`` consumed, or ``idle_timeout_s`` of silence."""
@@ -134,11 +119,13 @@ class ServeApp:
         s = self._s
         self._redis_client = self._clients.redis(s)
         stack.callback(self._redis_client.close)
-        self._producer = self._clients.producer(self._producer_conf())
-        self._outbox = Outbox(self._producer)
+        self._outbox = Outbox(self._clients.producer(producer_conf(s)))
         stack.callback(self._outbox.flush, 10.0)
-        self._engine = self._build_engine()
-        self._consumer = self._clients.consumer(self._consumer_conf())
+        sinks = (RedisSink(self._redis_client, s.redis, int(s.policy.dedup_ttl_s * 1000)),
+                 KafkaSink(self._outbox.produce, s.topics.warm_commands))
+        self._engine = build_engine(s, self._strategy, sinks, self.metrics, clock=self._clock,
+                                    wall_ms=self._wall_ms, latency_observer=self._latency_observer)
+        self._consumer = self._clients.consumer(consumer_conf(s))
         stack.callback(self._consumer.close)
         self._consumer.subscribe([self._topic], on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -146,49 +133,10 @@ class ServeApp:
             server = stack.enter_context(MetricsServer(self.metrics, self.healthy,
                                                        s.metrics.host, s.metrics.port))
             self.metrics_port = server.port
-        self._install_signals(stack)
+        install_signals(stack, self.stop)
         self._next_checkpoint = self._clock() + s.batch.checkpoint_interval_s
         log.info("serving", extra={"topic": self._topic, "group": s.kafka.consumer_group,
                                    "strategy": self._strategy.name})
-
-    def _build_engine(self) -> WarmEngine:
-        s = self._s
-        precision = PrecisionTracker(s.policy.precision_horizon_s,
-                                     max_tenants=s.window.max_tenants)
-        policy = WarmPolicy(s.policy, precision, clock=self._clock, wall_ms=self._wall_ms,
-                            topic=self._topic, max_tenants=s.window.max_tenants)
-        parts = (TenantWindows(s.window), MicroBatcher(s.batch, self._clock), policy, precision)
-        redis_sink = RedisSink(self._redis_client, s.redis, int(s.policy.dedup_ttl_s * 1000))
-        kafka_sink = KafkaSink(self._outbox.produce, s.topics.warm_commands)
-        return WarmEngine(self._strategy, s.strategy.k, parts, (redis_sink, kafka_sink),
-                          self.metrics, clock=self._clock, wall_ms=self._wall_ms,
-                          latency_observer=self._latency_observer)
-
-    def _consumer_conf(self) -> dict[str, Any]:
-        k = self._s.kafka
-        conf: dict[str, Any] = {
-            "group.id": k.consumer_group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": k.session_timeout_ms,
-            "max.poll.interval.ms": k.max_poll_interval_ms,
-        }
-        return conf | k.client_config()
-
-    def _producer_conf(self) -> dict[str, Any]:
-        return {"linger.ms": 2} | self._s.kafka.client_config()
-
-    def _install_signals(self, stack: ExitStack) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous = signal.signal(sig, self._on_signal)
-            stack.callback(signal.signal, sig, previous)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping on signal", extra={"signal": signum})
-        self.stop()
 
     # ------------------------------------------------------------------ the loop
     def _loop(self, max_messages: int | None, idle_timeout_s: float | None) -> None:
@@ -199,7 +147,7 @@ class ServeApp:
             self._maybe_predict()
             self._maybe_swap_strategy()
             self._maybe_checkpoint()
-            self._maybe_recover()
+            self._outage.maybe_recover(self._engine, self._consumer)
             if messages:
                 idle_since = self._clock()
             elif idle_timeout_s is not None and self._clock() - idle_since >= idle_timeout_s:
@@ -211,7 +159,8 @@ class ServeApp:
         limit = self._s.batch.poll_batch
         if max_messages is not None:
             limit = max(1, min(limit, max_messages - self.stats.consumed))
-        timeout = _IDLE_POLL_S if self._degraded else self._engine.batcher.time_to_due(_IDLE_POLL_S)
+        batcher = self._engine.batcher
+        timeout = _IDLE_POLL_S if self._outage.active else batcher.time_to_due(_IDLE_POLL_S)
         try:
             return list(self._consumer.consume(limit, timeout))
         except KafkaException as exc:
@@ -221,7 +170,7 @@ class ServeApp:
     def _handle(self, messages: list[Msg]) -> None:
         if not messages:
             return
-        if self._degraded:
+        if self._outage.active:
             self._hold_back(messages)
             return
         now = self._clock()
@@ -269,14 +218,14 @@ class ServeApp:
         self.metrics.bad_events.labels(reason).inc()
 
     def _maybe_predict(self, force: bool = False) -> None:
-        if self._degraded:
+        if self._outage.active:
             return
         engine = self._engine
         if force or engine.batcher.due():
             try:
                 self.stats.commands += engine.flush()
             except SinkUnavailableError as exc:
-                self._enter_degraded(exc)
+                self._outage.enter(exc, self._engine, self._consumer)
                 return
         if not len(engine.batcher):
             self._store_offsets()
@@ -303,7 +252,7 @@ class ServeApp:
     # ------------------------------------------------------------------ checkpoints
     def _maybe_checkpoint(self) -> None:
         now = self._clock()
-        if self._degraded or now < self._next_checkpoint:
+        if self._outage.active or now < self._next_checkpoint:
             return
         self._next_checkpoint = now + self._s.batch.checkpoint_interval_s
         self._housekeep(now)
@@ -314,7 +263,7 @@ class ServeApp:
         try:
             self.stats.commands += self._engine.flush_sink()
         except SinkUnavailableError as exc:
-            self._enter_degraded(exc)
+            self._outage.enter(exc, self._engine, self._consumer)
             return False
         undelivered = self._outbox.flush(self._s.redis.socket_timeout_s * 5)
         failed = self._outbox.take_failures()
@@ -344,9 +293,9 @@ class ServeApp:
         self.stats.publish(self.metrics, engine, self._consumer, self._topic, self.offsets)
 
     def _shutdown(self) -> None:
-        if not self._degraded:
+        if not self._outage.active:
             self._maybe_predict(force=True)
-        if not self._degraded:
+        if not self._outage.active:
             self._checkpoint("shutdown")
         self.stats.publish(self.metrics, self._engine, self._consumer, self._topic, self.offsets)
         log.info("stopped", extra=self.stats.summary())
@@ -360,7 +309,7 @@ class ServeApp:
         parts = [tp.partition for tp in partitions if tp.topic == self._topic]
         self._engine.batcher.discard_partitions(parts)
         self.offsets.drop(parts)
-        if not self._degraded:
+        if not self._outage.active:
             self._checkpoint("revoke")
         self._engine.forget(self._engine.windows.drop_partitions(parts))
         log.info("revoked", extra={"partitions": parts})
@@ -371,35 +320,3 @@ class ServeApp:
         self.offsets.drop(parts)
         self._engine.forget(self._engine.windows.drop_partitions(parts))
         log.warning("partitions lost", extra={"partitions": parts})
-
-    # ------------------------------------------------------------------ Redis down
-    def _enter_degraded(self, exc: SinkUnavailableError) -> None:
-        self._degraded = True
-        dropped = self._engine.abandon()
-        rehandle = self.offsets.unstored_count()
-        self.stats.rehandled += rehandle
-        self.metrics.rehandled.inc(rehandle)
-        self.metrics.redis_up.set(0)
-        self.metrics.paused.set(1)
-        self._backoff_s = 0.1
-        self._retry_at = self._clock() + self._backoff_s
-        self._consumer.pause(self._consumer.assignment())
-        log.warning("redis unavailable: paused", extra={"error": str(exc), "tenants": dropped,
-                                                        "rehandle": rehandle})
-
-    def _maybe_recover(self) -> None:
-        if not self._degraded or self._clock() < self._retry_at:
-            return
-        if not self._engine.sink_ready():
-            self._backoff_s = min(self._backoff_s * 2, self._s.redis.retry_backoff_max_s)
-            self._retry_at = self._clock() + self._backoff_s
-            self._consumer.pause(self._consumer.assignment())
-            return
-        assigned = self._consumer.assignment()
-        self._consumer.resume(assigned)
-        for partition, offset in self.offsets.rewind().items():
-            self._consumer.seek(TopicPartition(self._topic, partition, offset))
-        self._degraded = False
-        self.metrics.redis_up.set(1)
-        self.metrics.paused.set(0)
-        log.info("redis back: resumed")

@@ -1,0 +1,89 @@
+"""How a serve app is put together: clients, their configs, the engine, signal handlers."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from stream_warmer.serve.batcher import MicroBatcher
+from stream_warmer.serve.engine import LatencyObserver, WarmEngine
+from stream_warmer.serve.metrics import ServeMetrics
+from stream_warmer.serve.policy import WarmPolicy
+from stream_warmer.serve.precision import PrecisionTracker
+from stream_warmer.serve.sinks import KafkaSink, RedisSink, redis_client
+from stream_warmer.serve.windows import TenantWindows
+from stream_warmer.settings import Settings
+from stream_warmer.strategies.base import WarmingStrategy
+
+
+class Clients:
+    """Factories of the outside world; tests replace them with fakes."""
+
+    def consumer(self, conf: dict[str, Any]) -> Any:
+        """A confluent-kafka consumer."""
+        return Consumer(conf)
+
+    def producer(self, conf: dict[str, Any]) -> Any:
+        """A confluent-kafka producer."""
+        return Producer(conf)
+
+    def redis(self, settings: Settings) -> Any:
+        """A Redis client."""
+        return redis_client(settings.redis)
+
+
+def consumer_conf(settings: Settings) -> dict[str, Any]:
+    """Manual offset storage and commits; ``kafka.extra`` may override anything here."""
+    k = settings.kafka
+    conf: dict[str, Any] = {
+        "group.id": k.consumer_group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": k.session_timeout_ms,
+        "max.poll.interval.ms": k.max_poll_interval_ms,
+    }
+    return conf | k.client_config()
+
+
+def producer_conf(settings: Settings) -> dict[str, Any]:
+    """Warm commands and dead letters: a short linger keeps latency low."""
+    return {"linger.ms": 2} | settings.kafka.client_config()
+
+
+def build_engine(
+    settings: Settings,
+    strategy: WarmingStrategy,
+    sinks: tuple[RedisSink, KafkaSink],
+    metrics: ServeMetrics,
+    *,
+    clock: Callable[[], float],
+    wall_ms: Callable[[], int],
+    latency_observer: LatencyObserver | None,
+) -> WarmEngine:
+    """Windows, batcher, policy and precision sized from ``settings``."""
+    s = settings
+    precision = PrecisionTracker(s.policy.precision_horizon_s, max_tenants=s.window.max_tenants)
+    policy = WarmPolicy(s.policy, precision, clock=clock, wall_ms=wall_ms,
+                        topic=s.topics.access_events, max_tenants=s.window.max_tenants)
+    parts = (TenantWindows(s.window), MicroBatcher(s.batch, clock), policy, precision)
+    return WarmEngine(strategy, s.strategy.k, parts, sinks, metrics, clock=clock,
+                      wall_ms=wall_ms, latency_observer=latency_observer)
+
+
+def install_signals(stack: ExitStack, stop: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT call ``stop`` (main thread only); the old handlers come back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.signal(sig, handler)
+        stack.callback(signal.signal, sig, previous)
