@@ -1,0 +1,164 @@
+"""The LSTM over per-step candidate features (pure PyTorch, no I/O, no device choice).
+
+Input per step: ``cats`` (categorical feature ids, one column per feature, already
+offset into one shared embedding table) and ``bits`` (a float vector: which output
+classes were correct at the previous step and which have a candidate now). Output: a
+distribution over the output classes (NO-WARM, Markov-successor ranks, key deltas).
+
+Two ways to run it:
+
+* window mode, ``forward(cats, bits, lengths)``: each row a right-padded window, the
+  logits of its newest step; packed sequences, so padding never changes an output;
+  optional attention over the window's hidden states; optional bidirectional encoder.
+* streaming mode, ``step(cats, bits, slots)``: one new step for each of B tenants whose
+  (h, c) live in slots of the ``StateSlots`` tensors (unidirectional, no attention).
+
+``forward_seq`` returns logits at every step (training, chunked replay) and carries state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Constructor arguments; stored verbatim in every checkpoint manifest."""
+
+    cat_vocab: int  # rows of the shared categorical embedding table
+    n_cats: int  # categorical columns per step
+    n_bits: int  # float inputs per step
+    n_classes: int  # output classes
+    embed_dim: int = 32
+    hidden: int = 64
+    layers: int = 1
+    dropout: float = 0.0
+    attention: bool = False
+    bidirectional: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("cat_vocab", "n_cats", "n_bits", "embed_dim", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                msg = f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}"
+                raise ValueError(msg)
+        if self.n_classes < 2:
+            msg = f"ModelConfig.n_classes must be >= 2, got {self.n_classes}"
+            raise ValueError(msg)
+        if not 0.0 <= self.dropout < 1.0:
+            msg = f"ModelConfig.dropout must be in [0, 1), got {self.dropout}"
+            raise ValueError(msg)
+
+    def to_dict(self) -> dict[str, int | float | bool]:
+        """Plain JSON-able constructor arguments."""
+        return asdict(self)
+
+
+class StateSlots:
+    """Per-tenant (h, c) in slots of two device tensors, zero-initialised explicitly."""
+
+    def __init__(self, layers: int, slots: int, hidden: int, device: torch.device) -> None:
+        self.h = torch.zeros(layers, slots, hidden, device=device)  # (L, S, H)
+        self.c = torch.zeros(layers, slots, hidden, device=device)  # (L, S, H)
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return int(self.h.shape[1])
+
+    def reset(self, slots: torch.Tensor) -> None:
+        """Re-initialise the given slots (a new or evicted tenant) to the zero state."""
+        self.h[:, slots] = 0.0
+        self.c[:, slots] = 0.0
+
+
+class WarmNet(nn.Module):
+    """Embedding -> multi-layer LSTM -> (attention) -> FC head over the classes."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        cfg = config
+        self.embed = nn.Embedding(cfg.cat_vocab, cfg.embed_dim)
+        self.bits_proj = nn.Linear(cfg.n_bits, cfg.embed_dim)
+        self.in_proj = nn.Linear(cfg.n_cats * cfg.embed_dim, cfg.embed_dim)
+        self.lstm = nn.LSTM(
+            cfg.embed_dim,
+            cfg.hidden,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            bidirectional=cfg.bidirectional,
+        )
+        out_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
+        self.attn = nn.Linear(out_dim, out_dim, bias=False) if cfg.attention else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(out_dim * (2 if cfg.attention else 1), cfg.n_classes)
+
+    def _inputs(self, cats: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        b, t, k = cats.shape  # (B, T, K)
+        e = self.embed(cats).reshape(b, t, k * self.config.embed_dim)  # (B, T, K*E)
+        return torch.tanh(self.in_proj(e) + self.bits_proj(bits))  # (B, T, E)
+
+    def forward(self, cats: torch.Tensor, bits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Window mode: logits (B, C) at each window's newest step (lengths >= 1)."""
+        x = self._inputs(cats, bits)  # (B, T, E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out_p, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out_p, batch_first=True, total_length=x.shape[1])  # (B,T,D)
+        idx = (lengths - 1).to(out.device).clamp(min=0)  # (B,)
+        last = out[torch.arange(out.shape[0], device=out.device), idx]  # (B, D)
+        if self.config.bidirectional:
+            h = self.config.hidden
+            first = out[:, 0, h:]  # (B, H): the backward direction ends at step 0
+            last = torch.cat([last[:, :h], first], dim=-1)  # (B, 2H)
+        if self.attn is not None:
+            last = torch.cat([last, self._attend(out, last, lengths)], dim=-1)  # (B, 2D)
+        return self.head(self.drop(last))  # (B, C)
+
+    def _attend(self, out: torch.Tensor, query: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        assert self.attn is not None
+        scores = torch.einsum("btd,bd->bt", out, self.attn(query))  # (B, T)
+        steps = torch.arange(out.shape[1], device=out.device)  # (T,)
+        pad = steps[None, :] >= lengths.to(out.device)[:, None]  # (B, T)
+        weights = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=-1)  # (B, T)
+        return torch.einsum("bt,btd->bd", weights, out)  # (B, D)
+
+    def forward_seq(
+        self,
+        cats: torch.Tensor,
+        bits: torch.Tensor,
+        state: State | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, State]:
+        """Logits (B, T, C) at every step and the (h, c) after each row's last valid step.
+
+        Rows are right-padded to T when ``lengths`` is given (packed, so padding never
+        reaches the state); outputs at padded steps are meaningless.
+        """
+        if self.config.bidirectional or self.attn is not None:
+            msg = "per-step (streaming) outputs need a unidirectional model without attention"
+            raise ValueError(msg)
+        x = self._inputs(cats, bits)  # (B, T, E)
+        if lengths is None:
+            out, new_state = self.lstm(x, state)  # (B, T, H), ((L, B, H), (L, B, H))
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out_p, new_state = self.lstm(packed, state)
+            out, _ = pad_packed_sequence(out_p, batch_first=True, total_length=x.shape[1])
+        return self.head(self.drop(out)), new_state  # (B, T, C)
+
+    def step(
+        self, cats: torch.Tensor, bits: torch.Tensor, slots: torch.Tensor, states: StateSlots
+    ) -> torch.Tensor:
+        """Streaming mode: advance B tenants one step; logits (B, C); updates ``states``."""
+        state = (states.h[:, slots].contiguous(), states.c[:, slots].contiguous())  # (L, B, H)
+        logits, (h, c) = self.forward_seq(cats[:, None], bits[:, None], state)  # (B, 1, C)
+        states.h[:, slots] = h
+        states.c[:, slots] = c
+        return logits[:, 0]  # (B, C)

@@ -1,0 +1,82 @@
+"""Choosing the confidence threshold on the training data's own validation slice.
+
+The model scores every validation step (streaming over each tenant's steps from a
+burn-in point); the LRU protocol is replayed for a grid of thresholds and for the two
+baselines (Markov successor, next key) on the same slice; the threshold with the best
+hit ratio whose warms per request stay within the better baseline's (less a margin) wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.dataset import Encoded, expand_bits, tenant_sequences
+from stream_warmer.model.decode import choose, lru_replay
+from stream_warmer.model.features import Key, parse_key
+from stream_warmer.model.net import WarmNet
+from stream_warmer.settings import TrainerSettings
+
+Warm = tuple[str, Key] | None
+
+
+def score_steps(model: WarmNet, enc: Encoded, chunk: int = 4096) -> npt.NDArray[np.float32]:
+    """Class probabilities (N - keep_from, C) of the kept steps, streamed per tenant."""
+    out = np.zeros((len(enc.tenant) - enc.keep_from, model.config.n_classes), dtype=np.float32)
+    n_classes = model.config.n_classes
+    model.eval()
+    with torch.inference_mode():
+        for seq in tenant_sequences(enc):
+            seq = seq[seq >= enc.keep_from]
+            state = None
+            for start in range(0, len(seq), chunk):
+                idx = torch.from_numpy(seq[start : start + chunk])  # (T,)
+                bits = expand_bits(torch.from_numpy(enc.correct)[idx],
+                                   torch.from_numpy(enc.present)[idx], n_classes)  # (T, 2C)
+                cats = torch.from_numpy(enc.cats)[idx]  # (T, K)
+                logits, state = model.forward_seq(cats[None], bits[None], state)  # (1, T, C)
+                out[idx.numpy() - enc.keep_from] = torch.softmax(logits[0], -1).numpy()
+    return out
+
+
+def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent], split: int,
+                     trainer: TrainerSettings) -> tuple[float, dict[str, float]]:
+    """(threshold, validation metrics); see the module docstring."""
+    kept = events[enc.keep_from :]
+    if split >= len(events) or not kept:
+        return 0.0, {}
+    picks = choose(score_steps(model, enc), enc.cands, k=1)
+    pairs = [(ev.tenant, parse_key(ev.key)) for ev in kept]
+    capacity = max(1, int(trainer.val_cache_frac * len(set(
+        (ev.tenant, ev.key) for ev in events))))
+    count_from = split - enc.keep_from
+    base = _baselines(pairs, enc.cands, capacity, count_from)
+    budget = max(base[1] * (1.0 - trainer.warm_budget_margin), 0.0)
+    scores = np.array([p[0][1] if p else 0.0 for p in picks[count_from:]])
+    grid = np.unique(np.quantile(scores, np.linspace(0.0, 0.98, 25))) if len(scores) else [0.0]
+    best = (-1.0, 1.0, 0.0)  # (hit, wpr, threshold)
+    for thr in grid:
+        warms: list[Warm] = [(t, p[0][0]) if p and p[0][1] >= thr else None
+                             for (t, _), p in zip(pairs, picks, strict=True)]
+        hit, wpr = lru_replay(pairs, warms, capacity, count_from)
+        if wpr <= budget and hit > best[0]:
+            best = (hit, wpr, float(thr))
+    if best[0] < 0:  # nothing fits the budget: warm only the surest predictions
+        best = (float("nan"), 0.0, float(scores.max(initial=0.0)) + 1e-6)
+    return best[2], {"val_hit": best[0], "val_wpr": best[1], "threshold": best[2],
+                     "val_base_hit": base[0], "val_base_wpr": base[1],
+                     "val_capacity": float(capacity)}
+
+
+def _baselines(pairs: list[tuple[str, Key]], cands: list[list[Key | None]], capacity: int,
+               count_from: int) -> tuple[float, float]:
+    """(hit, wpr) of the better of markov (rank-1 successor) and next key on the slice."""
+    markov: list[Warm] = [(t, c[1]) if c[1] is not None else None
+                          for (t, _), c in zip(pairs, cands, strict=True)]
+    nextkey: list[Warm] = [(t, k + 1) if isinstance(k, int) else None for t, k in pairs]
+    results = [lru_replay(pairs, w, capacity, count_from) for w in (markov, nextkey)]
+    return max(results, key=lambda r: r[0])

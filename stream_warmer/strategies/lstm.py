@@ -1,0 +1,174 @@
+"""The LSTM warming strategy: streaming-mode inference over candidate classes.
+
+Each observed access goes through the ``CandidateTracker`` (successor tables, deltas,
+features); the model advances the tenant's (h, c) slot over the steps not yet seen and
+scores the classes of the newest step; classes naming the same key pool their
+probability, and keys at or above the trained threshold are warmed, best first.
+Inference runs under ``torch.inference_mode()`` on the device chosen once here.
+``fit_strategy`` trains one on a trace's first half (the evaluator's entry point).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+
+import numpy as np
+import torch
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.dataset import expand_bits
+from stream_warmer.model.decode import choose
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.net import StateSlots, WarmNet
+from stream_warmer.model.tracker import CandidateTracker, Step
+from stream_warmer.settings import ModelSettings, Settings
+from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+
+
+def pick_device(setting: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU (called once, at construction)."""
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class LstmStrategy(WarmingStrategy):
+    """Streaming LSTM over per-tenant candidate features (see the module docstring)."""
+
+    name = "lstm"
+    nested_k = True  # the top k is a prefix of the top k+1
+
+    def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
+                 settings: ModelSettings, version: str = "untrained", chunk: int = 2048) -> None:
+        if settings.cpu_threads > 0:
+            torch.set_num_threads(settings.cpu_threads)
+        self.device = pick_device(settings.device)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self.threshold = float(threshold)
+        self.chunk = chunk
+        self._version = version
+        self._tracker = CandidateTracker(spec)
+        self._states = StateSlots(model.config.layers, settings.max_state_slots,
+                                  model.config.hidden, self.device)
+        self._slots: OrderedDict[str, int] = OrderedDict()
+        self._free: list[int] = []
+        self._pending: dict[str, list[Step]] = {}
+        self._newest: dict[str, tuple[Step, np.ndarray]] = {}
+
+    @property
+    def model_version(self) -> str:
+        """The version of the loaded model (stamped on warm commands)."""
+        return self._version
+
+    def observe(self, event: AccessEvent) -> None:
+        """Track the access; the model advances lazily at the next predict."""
+        self._pending.setdefault(event.tenant, []).append(self._tracker.step(event))
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """Up to ``k`` warms per window's tenant, for the key after its newest access."""
+        for w in windows:
+            if w.tenant not in self._newest and w.tenant not in self._pending:
+                for ev in w.events:
+                    self.observe(ev)
+        probs = self._advance(list(self._pending))
+        for tenant, rows in probs.items():
+            self._newest[tenant] = (self._pending[tenant][-1], rows[-1])
+        self._pending.clear()
+        out = []
+        for w in windows:
+            newest = self._newest.get(w.tenant)
+            out.append(self._decode([newest[1]], [newest[0]], k)[0] if newest else [])
+        return out
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
+        it = iter(events)
+        while chunk := list(islice(it, self.chunk)):
+            steps = [self._tracker.step(ev) for ev in chunk]
+            by_tenant: dict[str, list[int]] = {}
+            for i, ev in enumerate(chunk):
+                by_tenant.setdefault(ev.tenant, []).append(i)
+            for tenant, idx in by_tenant.items():
+                self._pending.setdefault(tenant, []).extend(steps[i] for i in idx)
+            probs = self._advance(list(by_tenant))
+            rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)
+            for tenant, idx in by_tenant.items():
+                rows[idx] = probs[tenant]
+                self._newest[tenant] = (steps[idx[-1]], probs[tenant][-1])
+            self._pending.clear()
+            yield from self._decode(list(rows), steps, k)
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop tenants' tracker state and free their slots."""
+        for tenant in tenants:
+            self._tracker.forget(tenant)
+            self._pending.pop(tenant, None)
+            self._newest.pop(tenant, None)
+            slot = self._slots.pop(tenant, None)
+            if slot is not None:
+                self._free.append(slot)
+
+    def _decode(self, rows: Sequence[np.ndarray], steps: Sequence[Step], k: int
+                ) -> list[list[Prediction]]:
+        picks = choose(np.stack(rows), [s.cands for s in steps], k)
+        return [[Prediction(str(key), min(1.0, score)) for key, score in p
+                 if score >= self.threshold] for p in picks]
+
+    def _slot(self, tenant: str) -> int:
+        slot = self._slots.get(tenant)
+        if slot is not None:
+            self._slots.move_to_end(tenant)
+            return slot
+        if self._free:
+            slot = self._free.pop()
+        elif len(self._slots) < self._states.capacity:
+            slot = len(self._slots)
+        else:  # evict the least recently used tenant's slot
+            old, slot = self._slots.popitem(last=False)
+            self._tracker.forget(old)
+            self._newest.pop(old, None)
+        self._states.reset(torch.tensor([slot], device=self.device))
+        self._slots[tenant] = slot
+        return slot
+
+    def _advance(self, tenants: list[str]) -> dict[str, np.ndarray]:
+        """Run each tenant's pending steps from its slot state; probabilities (n_i, C)."""
+        out: dict[str, np.ndarray] = {}
+        cap = self._states.capacity
+        for start in range(0, len(tenants), cap):
+            group = [t for t in tenants[start : start + cap] if self._pending.get(t)]
+            if group:
+                out.update(self._advance_group(group))
+        return out
+
+    def _advance_group(self, group: list[str]) -> dict[str, np.ndarray]:
+        seqs = [self._pending[t] for t in group]
+        slots = torch.tensor([self._slot(t) for t in group], device=self.device)  # (B,)
+        lengths = torch.tensor([len(s) for s in seqs])  # (B,)
+        t_max, n_cats = int(lengths.max()), len(self.spec.cat_sizes)
+        cats = torch.zeros(len(seqs), t_max, n_cats, dtype=torch.long)  # (B, T, K)
+        masks = torch.zeros(len(seqs), t_max, 2, dtype=torch.long)  # (B, T, 2)
+        for r, seq in enumerate(seqs):
+            cats[r, : len(seq)] = torch.tensor([s.cats for s in seq])
+            masks[r, : len(seq)] = torch.tensor([(s.correct, s.present) for s in seq])
+        bits = expand_bits(masks[..., 0], masks[..., 1], self.spec.n_classes)  # (B, T, 2C)
+        with torch.inference_mode():
+            state = (self._states.h[:, slots], self._states.c[:, slots])  # (L, B, H) each
+            logits, (h, c) = self.model.forward_seq(
+                cats.to(self.device), bits.to(self.device), state, lengths)  # (B, T, C)
+            self._states.h[:, slots] = h
+            self._states.c[:, slots] = c
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, T, C)
+        return {t: probs[r, : len(s)] for r, (t, s) in enumerate(zip(group, seqs, strict=True))}
+
+
+def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:
+    """Train on ``train_events`` and return a fresh strategy (empty online state)."""
+    from stream_warmer.model.train import train_model
+
+    trained = train_model(train_events, settings.trainer, settings.model)
+    return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
+                        version="fit")
