@@ -169,6 +169,12 @@ class TrainerSettings(_Section):
     val_fraction: float = Field(0.1, gt=0, lt=0.9)
     promote_margin: float = Field(0.0, ge=-1, le=1)
     seed: int = 0
+    max_windows: int = Field(4096, ge=1, le=10_000_000)
+    burn_in: int = Field(512, ge=0, le=1_000_000)
+    n_deltas: int = Field(8, ge=0, le=256)
+    ranks: int = Field(2, ge=1, le=8)
+    val_cache_frac: float = Field(0.01, gt=0, le=1)
+    warm_budget_margin: float = Field(0.03, ge=0, lt=1)
     min_events: int = Field(1_000, ge=10, le=50_000_000)
     gate_fraction: float = Field(0.1, gt=0, lt=0.5)
     gate_cache_fracs: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
