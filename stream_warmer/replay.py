@@ -95,7 +95,7 @@ class _Delivery:
             raise KafkaError(msg)
 
 
-def replay(
+def replay(  # noqa: PLR0917 - the positional signature the demo and bench call
     events: Iterable[AccessEvent],
     producer_conf: Mapping[str, Any],
     topic: str,

@@ -18,8 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("traces", nargs="+", metavar="TRACE",
                         help="a trace file, or a bare name in --traces-dir (e.g. lirs_mix5)")
     parser.add_argument("--strategies", default="none,markov1,nextkey",
-                        help="comma-separated: none, popularity, markov (= markov1), nextkey, "
-                        "lstm (default: %(default)s)")
+                        help="comma-separated: none, popularity, markov (configured bounds), "
+                        "markov1 (unbounded, as REFERENCE.md), nextkey, lstm "
+                        "(default: %(default)s)")
     parser.add_argument("--cache-frac", default="0.01,0.1",
                         help="cache capacity as fractions of the distinct (tenant,key) pairs")
     parser.add_argument("--k", default="1,4", help="keys warmed per request (comma-separated)")

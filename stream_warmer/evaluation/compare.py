@@ -1,9 +1,10 @@
 """What ``stream-warmer evaluate`` does: resolve traces, build strategies, run, report.
 
-Strategy names: ``none``, ``popularity``, ``nextkey``, ``markov`` / ``markov1``
-(the first-order Markov baseline; rows are named ``markov1`` as in REFERENCE.md)
-and ``lstm`` (``stream_warmer.strategies.lstm.fit_strategy`` trained on the first
-half of the trace, then evaluated with the same protocol).
+Strategy names: ``none``, ``popularity``, ``nextkey``, ``markov`` (the Markov
+baseline with the configured memory bounds, as ``serve`` runs it), ``markov1``
+(REFERENCE.md's Markov table: the same ranking, unbounded) and ``lstm``
+(``stream_warmer.strategies.lstm.fit_strategy`` trained on the first half of the
+trace, then evaluated with the same protocol).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from stream_warmer.strategies import build_baseline
 from stream_warmer.strategies.base import WarmingStrategy
 
 STRATEGIES = ("none", "popularity", "markov", "markov1", "nextkey", "lstm")
-_ROW_NAME = {"markov": "markov1"}
 T = TypeVar("T")
 _SUFFIXES = (".csv.gz", ".csv", ".oracleGeneral.bin", ".oracleGeneral", ".bin")
 
@@ -80,7 +80,7 @@ def parse_strategies(text: str) -> list[str]:
     if bad or not names:
         msg = f"unknown strategies {bad}; choose from {', '.join(STRATEGIES)}"
         raise ConfigError(msg)
-    return list(dict.fromkeys(_ROW_NAME.get(n, n) for n in names))
+    return list(dict.fromkeys(names))
 
 
 def evaluate_trace(

@@ -110,7 +110,7 @@ def read_normalized(path: Path, progress: Progress | None = None) -> Iterator[Ac
                 if progress is not None and n % PROGRESS_EVERY == 0:
                     progress(n)
         except (ValueError, csv.Error) as exc:
-            msg = f"{path}: line {n + 2}: expected ts,tenant,key,size with numbers: {exc}"
+            msg = f"{path}: line {n + 1}: expected ts,tenant,key,size with numbers: {exc}"
             raise TraceError(msg) from exc
         except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
             raise TraceError(_unreadable(path, exc)) from exc

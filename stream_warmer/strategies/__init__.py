@@ -26,8 +26,10 @@ __all__ = [
 
 
 def build_baseline(name: str, settings: StrategySettings) -> WarmingStrategy:
-    """The baseline called ``name`` (one of ``BASELINES``; ``markov1`` is an alias of
-    ``markov``), with its memory bounds from ``settings``.
+    """The baseline called ``name`` (one of ``BASELINES``), its memory bounded by ``settings``.
+
+    ``markov1`` (not in ``BASELINES``) is REFERENCE.md's unbounded Markov table, for
+    offline evaluation only.
 
     Raises ``ValueError`` for any other name.
     """

@@ -13,10 +13,13 @@ import heapq
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.settings import StrategySettings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+
+UNBOUNDED = 1 << 62
 
 
 class NoWarm(WarmingStrategy):
@@ -233,25 +236,37 @@ class NextKey(WarmingStrategy):
 
 
 def _next_keys(key: str, k: int) -> list[Prediction]:
+    return list(_next_keys_cached(key, k))
+
+
+@lru_cache(maxsize=1 << 16)  # pure; hot keys repeat, and Prediction objects are not free
+def _next_keys_cached(key: str, k: int) -> tuple[Prediction, ...]:
     digits = key[1:] if key[:1] == "-" else key
     if not (digits.isascii() and digits.isdigit()):
-        return []
+        return ()
     value = int(key)
     if len(digits) > 1 and digits[0] == "0" and value >= 0:
         width = len(key)
-        return [Prediction(str(value + i).zfill(width), 1.0 / i) for i in range(1, k + 1)]
-    return [Prediction(str(value + i), 1.0 / i) for i in range(1, k + 1)]
+        return tuple(Prediction(str(value + i).zfill(width), 1.0 / i) for i in range(1, k + 1))
+    return tuple(Prediction(str(value + i), 1.0 / i) for i in range(1, k + 1))
 
 
 def build(name: str, settings: StrategySettings) -> WarmingStrategy:
-    """A baseline by name, bounded by ``settings``; ``ValueError`` for an unknown name."""
+    """A baseline by name, bounded by ``settings``; ``ValueError`` for an unknown name.
+
+    ``markov1`` is the Markov table of REFERENCE.md: the same ranking with no memory
+    bounds (it grows with the distinct transitions; for offline evaluation only).
+    """
     if name == "none":
         return NoWarm()
     if name == "popularity":
         return Popularity(settings.popularity_top, settings.popularity_halflife_events)
-    if name in ("markov", "markov1"):
+    if name == "markov":
         return Markov(settings.markov_max_keys_per_tenant, settings.markov_max_successors)
+    if name == "markov1":  # REFERENCE.md's markov1: no bounds (evaluation only)
+        return Markov(UNBOUNDED, UNBOUNDED)
     if name == "nextkey":
         return NextKey()
-    msg = f"unknown baseline strategy {name!r}; choose from none, popularity, markov, nextkey"
+    msg = (f"unknown baseline strategy {name!r}; "
+           "choose from none, popularity, markov, markov1, nextkey")
     raise ValueError(msg)
