@@ -59,6 +59,11 @@ class Pacer:
         self._start: float | None = None
         self._ts0 = 0
 
+    @property
+    def paced(self) -> bool:
+        """False when events go out as fast as the producer takes them."""
+        return self._rate is not None or self._speedup is not None
+
     def due(self, i: int, ts: int) -> float:
         """Seconds after the start at which event ``i`` is due."""
         if self._rate is not None:
@@ -128,7 +133,8 @@ def replay(  # noqa: PLR0917 - the positional signature the demo and bench call
         for event in events:
             if (limit is not None and count >= limit) or should_stop():
                 break
-            pacer.wait(count, event.ts, should_stop)
+            if pacer.paced:
+                pacer.wait(count, event.ts, should_stop)
             out = AccessEvent(event.tenant, event.key, now_ms(), event.op, event.size)
             _produce(producer, topic, out, delivery)
             count += 1
