@@ -21,7 +21,9 @@ from stream_warmer.logs import setup_logging
 from stream_warmer.settings import load_settings
 
 # name -> module under stream_warmer.cli; the order is the order in --help.
-COMMANDS: tuple[str, ...] = ("topics", "serve", "replay", "evaluate", "train", "model")
+COMMANDS: tuple[str, ...] = (
+    "demo", "topics", "serve", "train", "model", "replay", "evaluate", "bench",
+)
 
 
 def _module(name: str) -> ModuleType:

@@ -159,8 +159,11 @@ class ServeApp:
         limit = self._s.batch.poll_batch
         if max_messages is not None:
             limit = max(1, min(limit, max_messages - self.stats.consumed))
+        # never block longer than a micro-batch may wait: consume() returns only when
+        # it has ``limit`` messages or the timeout passed
+        max_wait = self._s.batch.max_delay_ms / 1000.0
         batcher = self._engine.batcher
-        timeout = _IDLE_POLL_S if self._outage.active else batcher.time_to_due(_IDLE_POLL_S)
+        timeout = _IDLE_POLL_S if self._outage.active else batcher.time_to_due(max_wait)
         try:
             return list(self._consumer.consume(limit, timeout))
         except KafkaException as exc:
@@ -174,7 +177,7 @@ class ServeApp:
             self._hold_back(messages)
             return
         now = self._clock()
-        decode, handle, offsets = self._decoder.decode, self._engine.handle, self.offsets
+        decode, handle, offsets = self._decoder.decode, self._engine.handler(now), self.offsets
         good = 0
         for msg in messages:
             if msg.error() is not None:
@@ -184,7 +187,7 @@ class ServeApp:
             offsets.consumed(partition, offset)
             event = decode(msg.value())
             if isinstance(event, AccessEvent):
-                handle(partition, offset, event, now)
+                handle(partition, offset, event)
                 good += 1
             else:
                 self._dead_letter(msg, event.reason, event.detail)
@@ -298,6 +301,7 @@ class ServeApp:
         if not self._outage.active:
             self._checkpoint("shutdown")
         self.stats.publish(self.metrics, self._engine, self._consumer, self._topic, self.offsets)
+        self.stats.finished_at = self._clock()
         log.info("stopped", extra=self.stats.summary())
 
     # ------------------------------------------------------------------ rebalances

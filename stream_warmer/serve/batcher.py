@@ -31,7 +31,8 @@ class MicroBatcher:
         self._max_batch = settings.max_batch
         self._max_delay_s = settings.max_delay_ms / 1000.0
         self._clock = clock
-        self._pending: dict[str, Pending] = {}
+        # tenant -> (partition, offset, newest event); Pending is built at drain time
+        self._pending: dict[str, tuple[int, int, AccessEvent]] = {}
         self._opened_at = 0.0
 
     def __len__(self) -> int:
@@ -41,7 +42,7 @@ class MicroBatcher:
         """Note a new event of ``event.tenant`` (replacing an older one of that tenant)."""
         if not self._pending:
             self._opened_at = self._clock()
-        self._pending[event.tenant] = Pending(event.tenant, partition, offset, event)
+        self._pending[event.tenant] = (partition, offset, event)
 
     def due(self) -> bool:
         """True when the batch is full or its oldest entry has waited ``max_delay_ms``."""
@@ -60,18 +61,15 @@ class MicroBatcher:
     def drain(self) -> list[Pending]:
         """Take up to ``max_batch`` tenants, oldest first; the rest stay for the next flush."""
         if len(self._pending) <= self._max_batch:
-            batch = list(self._pending.values())
-            self._pending = {}
-            return batch
-        batch = []
-        for tenant in list(self._pending)[: self._max_batch]:
-            batch.append(self._pending.pop(tenant))
-        return batch
+            taken, self._pending = self._pending, {}
+        else:
+            taken = {t: self._pending.pop(t) for t in list(self._pending)[: self._max_batch]}
+        return [Pending(t, p, o, e) for t, (p, o, e) in taken.items()]
 
     def discard_partitions(self, partitions: Iterable[int]) -> int:
         """Forget entries of revoked partitions (their events are re-handled elsewhere)."""
         gone = set(partitions)
-        keep = {t: p for t, p in self._pending.items() if p.partition not in gone}
+        keep = {t: entry for t, entry in self._pending.items() if entry[0] not in gone}
         dropped = len(self._pending) - len(keep)
         self._pending = keep
         return dropped

@@ -49,12 +49,22 @@ class WarmEngine:
 
     def handle(self, partition: int, offset: int, event: AccessEvent, now: float) -> None:
         """One good event: learn from it, extend its window, queue its tenant."""
-        self.strategy.observe(event)
-        evicted = self.windows.append(partition, event, now)
-        if evicted is not None:
-            self.forget((evicted,))
-        self.precision.requested(event.tenant, event.key)
-        self.batcher.add(partition, offset, event)
+        self.handler(now)(partition, offset, event)
+
+    def handler(self, now: float) -> Callable[[int, int, AccessEvent], None]:
+        """``handle`` for one poll batch, with its lookups bound once (the hot path)."""
+        observe, append = self.strategy.observe, self.windows.append
+        requested, add, forget = self.precision.requested, self.batcher.add, self.forget
+
+        def handle(partition: int, offset: int, event: AccessEvent) -> None:
+            observe(event)
+            evicted = append(partition, event, now)
+            if evicted is not None:
+                forget((evicted,))
+            requested(event.tenant, event.key)
+            add(partition, offset, event)
+
+        return handle
 
     def flush(self) -> int:
         """Predict, decide and write every pending tenant; return commands written.

@@ -54,7 +54,11 @@ class Offsets:
 
 @dataclass
 class RunStats:
-    """What one ``run`` did; ``first_at``/``last_at`` are clock times of the first/last batch."""
+    """What one ``run`` did.
+
+    ``first_at``/``last_at``: clock times of the first/last poll batch handled;
+    ``finished_at``: after the final checkpoint (before the consumer closes).
+    """
 
     consumed: int = 0
     events: int = 0
@@ -64,6 +68,7 @@ class RunStats:
     checkpoints: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    finished_at: float | None = None
     _published: dict[str, int] = field(default_factory=dict, repr=False)
 
     def mark(self, now: float) -> None:

@@ -1,0 +1,183 @@
+"""``bench pipeline`` (DESIGN §6): serve throughput against a bare consumer, then latency.
+
+1. Load: the first ``events`` requests of a real trace go into a fresh uuid topic
+   (``replay``, as fast as the broker takes them).
+2. Ceiling: a bare consumer (own group, from the earliest offset) that only consumes
+   and decodes every event; run before and after step 3, the better run counts.
+3. Pipeline: one serve app with the chosen strategy over the same topic from the
+   earliest offset to the end: windows, micro-batches, policy, warm commands flushed
+   to Redis and Kafka, offsets committed. Both are timed from their first message to
+   their last (the app: to its final checkpoint).
+4. Latency: a fresh topic, the app running, events replayed at a fixed rate (half the
+   measured throughput) by a separate process; each event's ``ts`` is its produce
+   time, and the app reports, per warm command, Redis-acknowledged time minus that.
+
+Everything created (topics, groups, Redis keys) is deleted afterwards. The preloaded
+events are older than the policy's ``stale_after_ms`` by design, so step 3 runs
+with staleness off; every other setting is the one given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stream_warmer.events import EventDecoder
+from stream_warmer.settings import Settings
+
+log = logging.getLogger(__name__)
+WARMUP_EVENTS = 2_000
+_NEVER_STALE_MS = 1e12
+# the bare consumer polls like the app does when a micro-batch is open
+CEILING_POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """The JSON row of ``bench pipeline``."""
+
+    strategy: str
+    events: int
+    events_per_s: float
+    ceiling_events_per_s: float
+    ratio: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    warm_commands: int
+    latency_rate_per_s: float
+    latency_samples: int
+
+    def row(self) -> dict[str, Any]:
+        """As a dict for ``--json``."""
+        return asdict(self)
+
+
+def run_bench(settings: Settings, trace: Path, events: int, strategy: str,
+              latency_s: float) -> PipelineResult:
+    """Run all four steps; clean up whatever was created."""
+    from stream_warmer.bench import resources
+
+    with resources.BenchResources(settings) as res:
+        events_topic = res.topic("bench-events")
+        loaded = _load(settings, trace, events_topic, events)
+        before = _ceiling(settings, events_topic, loaded)
+        served, commands = _pipeline(res, events_topic, loaded, strategy)
+        after = _ceiling(settings, events_topic, loaded)
+        # the machine is shared: the better of two bare runs is the ceiling
+        ceiling = max(before, after)
+        log.info("throughput", extra={"ceiling_before": round(before), "pipeline": round(served),
+                                      "ceiling_after": round(after), "commands": commands})
+        rate = served / 2
+        samples = _latency(res, trace, strategy, rate, latency_s)
+    p50, p99 = _percentile(samples, 50), _percentile(samples, 99)
+    return PipelineResult(strategy, loaded, round(served, 1), round(ceiling, 1),
+                          round(served / ceiling, 3), p50, p99, commands, round(rate, 1),
+                          len(samples))
+
+
+def _trace_events(trace: Path, limit: int | None) -> Any:
+    from stream_warmer.evaluation.traces import read_normalized
+
+    return itertools.islice(read_normalized(trace), limit)
+
+
+def _load(settings: Settings, trace: Path, topic: str, events: int) -> int:
+    from stream_warmer.replay import replay
+
+    started = time.monotonic()
+    count = replay(_trace_events(trace, events), settings.kafka.client_config(), topic)
+    log.info("loaded", extra={"events": count, "s": round(time.monotonic() - started, 1)})
+    return count
+
+
+def _ceiling(settings: Settings, topic: str, events: int) -> float:
+    """A bare consumer: consume and decode, nothing else."""
+    from confluent_kafka import Consumer
+
+    conf = settings.kafka.client_config() | {
+        "group.id": f"bench-bare-{uuid.uuid4().hex[:10]}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False}
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    decode = EventDecoder(settings.events.max_key_bytes).decode
+    count, first = 0, None
+    try:
+        while count < events:
+            messages = consumer.consume(settings.batch.poll_batch, CEILING_POLL_S)
+            if messages and first is None:
+                first = time.monotonic()
+            for msg in messages:
+                if msg.error() is None:
+                    decode(msg.value())
+                    count += 1
+        elapsed = time.monotonic() - (first or 0.0)
+    finally:
+        consumer.close()
+    return count / elapsed
+
+
+def _pipeline(res: Any, topic: str, events: int, strategy: str) -> tuple[float, int]:
+    app = res.app(topic, strategy, stale_after_ms=_NEVER_STALE_MS)
+    stats = app.run(max_messages=events)
+    assert stats.first_at is not None and stats.finished_at is not None
+    return stats.consumed / (stats.finished_at - stats.first_at), stats.commands
+
+
+def _latency(res: Any, trace: Path, strategy: str, rate: float, seconds: float) -> list[float]:
+    """Latencies in ms at a fixed rate, after a warm-up that gets the app assigned."""
+    from stream_warmer.replay import replay
+
+    topic = res.topic("bench-latency")
+    samples: list[float] = []
+    app = res.app(topic, strategy, latency_observer=samples.append)
+    replay(_trace_events(trace, WARMUP_EVENTS), res.settings.kafka.client_config(), topic)
+    runner = threading.Thread(target=app.run, name="bench-serve")
+    runner.start()
+    try:
+        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS, 60)
+        time.sleep(0.5)  # the warm-up's last micro-batch
+        samples.clear()
+        total = int(rate * seconds)
+        child = mp.get_context("spawn").Process(
+            target=_paced_producer,
+            args=(res.settings.kafka.client_config(), str(trace), topic, rate, total))
+        child.start()
+        child.join(seconds + 120)
+        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + total, 60)
+        time.sleep(0.5)
+    finally:
+        app.stop()
+        runner.join(30)
+    return [s * 1000.0 for s in samples]
+
+
+def _paced_producer(conf: dict[str, Any], trace: str, topic: str, rate: float, total: int) -> None:
+    """In its own process (so it shares no GIL with the app): replay at ``rate``."""
+    from stream_warmer.replay import replay
+
+    events = itertools.islice(_trace_events(Path(trace), None), WARMUP_EVENTS, None)
+    replay(events, conf | {"linger.ms": 1}, topic, rate=rate, limit=total)
+
+
+def _wait_for(cond: Any, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            msg = "benchmark step timed out"
+            raise TimeoutError(msg)
+        time.sleep(0.05)
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return round(ordered[index], 2)

@@ -1,0 +1,61 @@
+"""Micro-batcher: due at max_batch tenants or max_delay_ms; one entry per tenant."""
+
+from __future__ import annotations
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.serve.batcher import MicroBatcher
+from stream_warmer.settings import BatchSettings
+from tests.unit.serve_fakes import FakeClock
+
+
+def ev(tenant: str, key: str) -> AccessEvent:
+    return AccessEvent(tenant, key, 0)
+
+
+def test_due_when_full() -> None:
+    batcher = MicroBatcher(BatchSettings(max_batch=3, max_delay_ms=1000), FakeClock())
+    batcher.add(0, 1, ev("a", "1"))
+    batcher.add(0, 2, ev("b", "1"))
+    assert not batcher.due()
+    batcher.add(0, 3, ev("c", "1"))
+    assert batcher.due()
+
+
+def test_due_after_the_delay_of_its_oldest_entry() -> None:
+    clock = FakeClock()
+    batcher = MicroBatcher(BatchSettings(max_batch=100, max_delay_ms=20), clock)
+    assert not batcher.due() and batcher.time_to_due(0.5) == 0.5
+    batcher.add(0, 1, ev("a", "1"))
+    clock.advance(0.015)
+    batcher.add(0, 2, ev("b", "1"))  # does not restart the delay
+    assert not batcher.due()
+    assert abs(batcher.time_to_due(0.5) - 0.005) < 1e-9
+    clock.advance(0.006)
+    assert batcher.due()
+
+
+def test_a_tenant_with_several_events_is_predicted_once_on_its_newest() -> None:
+    batcher = MicroBatcher(BatchSettings(), FakeClock())
+    for offset, key in enumerate(["1", "2", "3"]):
+        batcher.add(0, offset, ev("a", key))
+    batcher.add(1, 0, ev("b", "9"))
+    batch = batcher.drain()
+    assert [(p.tenant, p.offset, p.event.key) for p in batch] == [("a", 2, "3"), ("b", 0, "9")]
+    assert len(batcher) == 0 and not batcher.due()
+
+
+def test_drain_takes_at_most_max_batch_and_keeps_the_rest() -> None:
+    batcher = MicroBatcher(BatchSettings(max_batch=2), FakeClock())
+    for i in range(5):
+        batcher.add(0, i, ev(f"t{i}", "1"))
+    assert [p.tenant for p in batcher.drain()] == ["t0", "t1"]
+    assert [p.tenant for p in batcher.drain()] == ["t2", "t3"]
+    assert [p.tenant for p in batcher.drain()] == ["t4"]
+
+
+def test_revoked_partitions_are_discarded() -> None:
+    batcher = MicroBatcher(BatchSettings(), FakeClock())
+    batcher.add(0, 1, ev("a", "1"))
+    batcher.add(1, 1, ev("b", "1"))
+    assert batcher.discard_partitions([1]) == 1
+    assert [p.tenant for p in batcher.drain()] == ["a"]
