@@ -74,6 +74,7 @@ class FakeConsumer:
                  topic: str = "events") -> None:
         self.log = log
         self.queue = list(messages)
+        self.history = list(messages)
         self.topic = topic
         self.assigned = [TopicPartition(topic, p) for p in range(partitions)]
         self.stored: dict[int, int] = {}
@@ -125,6 +126,9 @@ class FakeConsumer:
     def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.partition, tp.offset))
         self.log.append("seek")
+        self.queue = [m for m in self.queue if m.partition() != tp.partition]
+        self.queue += [m for m in self.history
+                       if m.partition() == tp.partition and m.offset() >= tp.offset]
 
     def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
         return (0, 100)

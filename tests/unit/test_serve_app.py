@@ -1,0 +1,141 @@
+"""The serve loop with fake Kafka and Redis: checkpoint order, revoke, Redis outage, DLQ, swap."""
+
+from __future__ import annotations
+
+import msgspec
+
+from stream_warmer.serve.app import ServeApp
+from stream_warmer.settings import Settings, load_settings
+from tests.unit.serve_fakes import (
+    FakeClients,
+    FakeClock,
+    FakeConsumer,
+    FakeProducer,
+    FakeRedis,
+    PlusOne,
+    event_value,
+    message,
+)
+
+NOW_MS = 1_800_000_000_000
+
+
+def settings(**env: str) -> Settings:
+    base = {"METRICS__ENABLED": "false", "TOPICS__ACCESS_EVENTS": "events",
+            "TOPICS__WARM_COMMANDS": "warm", "TOPICS__DEAD_LETTER": "dlq",
+            "BATCH__CHECKPOINT_INTERVAL_S": "600", "BATCH__MAX_DELAY_MS": "60000"}
+    return load_settings(None, {f"STREAM_WARMER_{k}": v for k, v in (base | env).items()})
+
+
+def build(messages: list, strategy: PlusOne | None = None, clock: FakeClock | None = None,
+          source=None, **env: str):  # type: ignore[no-untyped-def]
+    log: list[str] = []
+    consumer, producer, client = FakeConsumer(log, messages), FakeProducer(log), FakeRedis(log)
+    strategy = strategy or PlusOne()
+    app = ServeApp(settings(**env), strategy, clients=FakeClients(consumer, producer, client),
+                   clock=clock or FakeClock(), wall_ms=lambda: NOW_MS, strategy_source=source)
+    return app, log, consumer, producer, client, strategy
+
+
+def stream() -> list:
+    acme = [message(0, i, event_value("acme", str(i + 1), NOW_MS)) for i in range(5)]
+    globex = [message(1, i, event_value("globex", str(i + 10), NOW_MS), key=b"globex")
+              for i in range(3)]
+    return acme + globex
+
+
+def test_checkpoint_writes_redis_then_flushes_the_producer_then_commits() -> None:
+    app, log, consumer, producer, client, strategy = build(stream())
+    stats = app.run(max_messages=8)
+
+    assert stats.consumed == 8 and stats.commands == 2
+    assert strategy.predicted == [["5", "12"]]  # once per tenant, on its newest event
+    assert log.index("redis.execute") < log.index("store") < log.index("producer.flush")
+    assert log.index("producer.flush") < log.index("commit") < log.index("close")
+    assert consumer.stored == consumer.committed == {0: 5, 1: 3}
+    warm = producer.on("warm")
+    assert [(key, msgspec.json.decode(v)["key"]) for _t, v, key in warm] == [
+        ("acme", "6"), ("globex", "13")]
+    assert msgspec.json.decode(warm[0][1])["source"] == "events/0/4"
+    assert "sw:acme:queue" in client.keys_written
+
+
+def test_revoke_commits_without_inference_and_drops_the_partition() -> None:
+    calls = {"n": 0}
+
+    def revoke_on_second_poll(consumer: FakeConsumer) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            consumer.revoke([1])
+
+    messages = [message(0, 0, event_value("acme", "1", NOW_MS)),
+                message(1, 0, event_value("globex", "10", NOW_MS), key=b"globex")]
+    app, log, consumer, _producer, _client, strategy = build(messages, clock=FakeClock(step=0.01))
+    consumer.before_consume = revoke_on_second_poll
+    app.run(idle_timeout_s=0.05)
+
+    first_commit = log.index("commit")
+    assert "redis.execute" not in log[:first_commit]  # nothing predicted in the callback
+    assert strategy.forgotten == ["globex"]
+    assert strategy.predicted == [["1"]]  # only acme, at shutdown
+    assert consumer.committed == {0: 1}  # globex's event is re-handled by the next owner
+
+
+def test_redis_outage_pauses_rewinds_and_loses_nothing() -> None:
+    clock = FakeClock(step=0.01)
+    app, log, consumer, _producer, client, _strategy = build(stream(), clock=clock,
+                                                             BATCH__MAX_BATCH="1")
+    client.down = True
+    polls = {"n": 0}
+
+    def redis_back_later(_consumer: FakeConsumer) -> None:
+        polls["n"] += 1
+        if polls["n"] == 5:
+            assert app.metrics.paused._value.get() == 1
+            assert not app.healthy()
+            client.down = False
+
+    consumer.before_consume = redis_back_later
+    stats = app.run(idle_timeout_s=0.5)
+
+    assert stats.rehandled == 8
+    assert log.index("pause") < log.index("resume") < log.index("seek")
+    down_at, back_at = log.index("pause"), log.index("resume")
+    assert "commit" not in log[down_at:back_at] and "store" not in log[down_at:back_at]
+    assert sorted(consumer.seeks) == [(0, 0), (1, 0)]
+    assert consumer.committed == {0: 5, 1: 3}
+    assert {"sw:acme:warm:6", "sw:globex:warm:13"} <= client.markers
+    assert app.metrics.redis_up._value.get() == 1
+
+
+def test_bad_events_go_to_the_dead_letter_topic_and_are_committed() -> None:
+    messages = [message(0, 0, b"{oops"), message(0, 1, event_value("acme", "1", NOW_MS)),
+                message(0, 2, None)]
+    app, _log, consumer, producer, _client, _strategy = build(messages)
+    stats = app.run(max_messages=3)
+
+    letters = [msgspec.json.decode(v) for _t, v, _k in producer.on("dlq")]
+    assert [(d["reason"], d["offset"], d["partition"], d["topic"]) for d in letters] == [
+        ("not_json", 0, 0, "events"), ("empty", 2, 0, "events")]
+    assert msgspec.json.decode(producer.on("dlq")[0][1], type=dict)["original"] == "e29vcHM="
+    assert stats.bad == 2 and stats.events == 1
+    assert consumer.committed == {0: 3}
+    assert 'stream_warmer_bad_events_total{reason="not_json"} 1.0' in app.metrics.render().decode()
+
+
+def test_a_strategy_from_the_source_is_swapped_in_between_batches() -> None:
+    new = PlusOne(version="v2")
+    offered = [new]
+
+    def source() -> PlusOne | None:
+        return offered.pop() if offered else None
+
+    old = PlusOne(version="v1")
+    app, _log, _consumer, producer, _client, _ = build(stream(), strategy=old, source=source)
+    app.run(max_messages=8)
+    assert old.predicted == [] and new.predicted == [["5", "12"]]
+    versions = {msgspec.json.decode(v)["model_version"] for _t, v, _k in producer.on("warm")}
+    assert versions == {"v2"}
+    text = app.metrics.render().decode()
+    assert 'stream_warmer_model_version_info{strategy="plusone",version="v2"} 1.0' in text
+    assert "stream_warmer_strategy_swaps_total 1.0" in text
