@@ -1,0 +1,55 @@
+"""``stream-warmer demo``: the README's main command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from stream_warmer.settings import Settings
+
+HELP = (
+    "bring up the local stack if needed, start a trainer and a warmer, replay a real "
+    "trace and show live progress; stops what it started"
+)
+DEFAULT_TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Trace, rate, limits."""
+    parser.add_argument(
+        "--trace",
+        default="lirs_mix5",
+        help="a trace path, or a name in --traces-dir (default: lirs_mix5)",
+    )
+    parser.add_argument("--traces-dir", type=Path, default=DEFAULT_TRACES)
+    parser.add_argument("--rate", type=float, default=4000.0, help="events per second to replay")
+    parser.add_argument("--limit", type=int, default=None, help="replay at most this many events")
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between progress lines"
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
+    parser.add_argument("--log-dir", type=Path, default=Path(".devstack/demo"))
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Resolve the trace and run the demo."""
+    from stream_warmer.demo import DemoOptions, run_demo
+    from stream_warmer.errors import TraceError
+
+    trace = Path(args.trace)
+    if not trace.exists():
+        trace = args.traces_dir / f"{args.trace}.csv.gz"
+    if not trace.exists():
+        msg = f"trace {args.trace!r} not found (looked in {args.traces_dir})"
+        raise TraceError(msg)
+    opts = DemoOptions(
+        trace=trace,
+        rate=args.rate,
+        limit=args.limit,
+        interval_s=args.interval,
+        log_dir=args.log_dir,
+        timeout_s=args.timeout,
+        environ=dict(os.environ),
+    )
+    return run_demo(settings, opts)
