@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from typing import Any
 
 import numpy as np
 import torch
 
 from stream_warmer.events import AccessEvent
+from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.dataset import expand_bits
 from stream_warmer.model.decode import choose
 from stream_warmer.model.features import FeatureSpec
@@ -57,6 +59,8 @@ class LstmStrategy(WarmingStrategy):
         self._free: list[int] = []
         self._pending: dict[str, list[Step]] = {}
         self._newest: dict[str, tuple[Step, np.ndarray]] = {}
+        self.budget = (WarmBudget(self.threshold, settings.budget_cache_frac,
+                                  settings.budget_margin) if settings.budget_online else None)
 
     @property
     def model_version(self) -> str:
@@ -99,7 +103,14 @@ class LstmStrategy(WarmingStrategy):
                 rows[idx] = probs[tenant]
                 self._newest[tenant] = (steps[idx[-1]], probs[tenant][-1])
             self._pending.clear()
-            yield from self._decode(list(rows), steps, k)
+            picks = self._scored(list(rows), steps, k)
+            if self.budget is None:
+                yield from self._filter(picks)
+                continue
+            for ev, step, scored in zip(chunk, steps, picks, strict=True):
+                keep = self.budget.step((ev.tenant, ev.key), scored, _markov(step),
+                                        _next_key(ev.key))
+                yield [Prediction(key, score) for key, score in keep]
 
     def forget(self, tenants: Iterable[str]) -> None:
         """Drop tenants' tracker state and free their slots."""
@@ -113,9 +124,16 @@ class LstmStrategy(WarmingStrategy):
 
     def _decode(self, rows: Sequence[np.ndarray], steps: Sequence[Step], k: int
                 ) -> list[list[Prediction]]:
+        return self._filter(self._scored(rows, steps, k))
+
+    def _scored(self, rows: Sequence[np.ndarray], steps: Sequence[Step], k: int
+                ) -> list[list[tuple[str, float]]]:
         picks = choose(np.stack(rows), [s.cands for s in steps], k)
-        return [[Prediction(str(key), min(1.0, score)) for key, score in p
-                 if score >= self.threshold] for p in picks]
+        return [[(str(key), min(1.0, score)) for key, score in p] for p in picks]
+
+    def _filter(self, picks: list[list[tuple[str, float]]]) -> list[list[Prediction]]:
+        t = self.budget.threshold if self.budget is not None else self.threshold
+        return [[Prediction(key, score) for key, score in p if score >= t] for p in picks]
 
     def _slot(self, tenant: str) -> int:
         slot = self._slots.get(tenant)
@@ -165,6 +183,15 @@ class LstmStrategy(WarmingStrategy):
         return {t: probs[r, : len(s)] for r, (t, s) in enumerate(zip(group, seqs, strict=True))}
 
 
+def _markov(step: Step) -> str | None:
+    top = step.cands[1] if len(step.cands) > 1 else None
+    return None if top is None else str(top)
+
+
+def _next_key(key: str) -> str | None:
+    return str(int(key) + 1) if key.isdigit() else None
+
+
 def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:
     """Train on ``train_events`` and return a fresh strategy (empty online state)."""
     from stream_warmer.model.train import train_model
@@ -172,3 +199,31 @@ def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> Warming
     trained = train_model(train_events, settings.trainer, settings.model)
     return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
                         version="fit")
+
+
+def strategy_from_artifact(weights: bytes, manifest: dict[str, Any], settings: ModelSettings,
+                           version: str) -> LstmStrategy:
+    """A fresh strategy from a checkpoint artifact (validated; raises ``ModelError``)."""
+    from stream_warmer.model.checkpoint import from_artifact
+
+    loaded = from_artifact(weights, manifest)
+    return LstmStrategy(loaded.model, loaded.spec, loaded.threshold, settings, version=version)
+
+
+def train_artifact(events: Sequence[AccessEvent], settings: Settings,
+                   previous: tuple[bytes, dict[str, Any]] | None = None
+                   ) -> tuple[bytes, dict[str, Any]]:
+    """Train (warm-starting from ``previous`` when its architecture allows) and package."""
+    from stream_warmer.errors import ModelError
+    from stream_warmer.model.checkpoint import from_artifact, to_artifact
+    from stream_warmer.model.train import Trained, train_model
+
+    prev = None
+    if previous is not None:
+        try:
+            loaded = from_artifact(*previous)
+            prev = Trained(loaded.model, loaded.spec, loaded.threshold)
+        except ModelError:
+            prev = None  # a bad live model never blocks training: start from scratch
+    trained = train_model(events, settings.trainer, settings.model, previous=prev)
+    return to_artifact(trained.model, trained.spec, trained.threshold, trained.metrics)

@@ -1,0 +1,97 @@
+"""LstmStrategy: trains on a small synthetic stream, predicts it, both paths agree."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.settings import ModelSettings, Settings, TrainerSettings
+from stream_warmer.strategies.base import Window
+from stream_warmer.strategies.lstm import (
+    LstmStrategy,
+    fit_strategy,
+    strategy_from_artifact,
+    train_artifact,
+)
+
+
+def _stream(n: int) -> list[AccessEvent]:
+    """Tenant ``seq`` scans by 8 (4 KiB requests); tenant ``loop`` cycles 12 random keys."""
+    rng = random.Random(3)
+    loop = [str(rng.randrange(10**6)) for _ in range(12)]
+    events = []
+    for i in range(n):
+        if i % 2:
+            events.append(AccessEvent(tenant="seq", key=str(5000 + 8 * (i // 2)), ts=i,
+                                      size=4096))
+        else:
+            events.append(AccessEvent(tenant="loop", key=loop[(i // 2) % 12], ts=i, size=512))
+    return events
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(
+        model=ModelSettings(embed_dim=8, hidden=16, layers=1, dropout=0.0, cpu_threads=1,
+                            max_state_slots=8, budget_online=False),
+        trainer=TrainerSettings(epochs=15, batch_size=16, seq_len=32, max_windows=64,
+                                val_fraction=0.2, burn_in=64),
+    )
+
+
+@pytest.fixture(scope="module")
+def strategy(settings: Settings) -> LstmStrategy:
+    fitted = fit_strategy(_stream(1200), settings)
+    assert isinstance(fitted, LstmStrategy)
+    return fitted
+
+
+def test_learns_both_the_scan_and_the_loop(settings: Settings, strategy: LstmStrategy) -> None:
+    events = _stream(1600)
+    unthresholded = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    preds = list(unthresholded.predict_stream(events, 1))
+    right = total = 0
+    for i in range(1000, 1598):
+        nxt = events[i + 2]
+        total += 1
+        right += bool(preds[i]) and preds[i][0].key == nxt.key
+    assert right / total > 0.9
+
+
+def test_predict_matches_predict_stream(settings: Settings, strategy: LstmStrategy) -> None:
+    events = _stream(300)
+    streamed = list(LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+                    .predict_stream(events, 2))
+    fresh = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    for event, expected in zip(events, streamed, strict=True):
+        fresh.observe(event)
+        got = fresh.predict([Window(event.tenant, (event,))], 2)[0]
+        assert [p.key for p in got] == [p.key for p in expected]
+        assert [p.score for p in got] == pytest.approx([p.score for p in expected], abs=1e-5)
+
+
+def test_scores_are_confidences(strategy: LstmStrategy) -> None:
+    for preds in strategy.predict_stream(_stream(200), 3):
+        assert all(0.0 <= p.score <= 1.0 for p in preds)
+        assert [p.score for p in preds] == sorted((p.score for p in preds), reverse=True)
+
+
+def test_slots_are_bounded_and_forget_frees_them(settings: Settings,
+                                                 strategy: LstmStrategy) -> None:
+    fresh = LstmStrategy(strategy.model, strategy.spec, strategy.threshold, settings.model)
+    events = [AccessEvent(tenant=f"t{i}", key=str(i), ts=i) for i in range(20)]
+    list(fresh.predict_stream(events, 1))
+    assert len(fresh._slots) <= settings.model.max_state_slots
+    fresh.forget(["t19"])
+    assert "t19" not in fresh._slots
+
+
+def test_artifact_round_trip_and_warm_start(settings: Settings) -> None:
+    weights, manifest = train_artifact(_stream(600), settings)
+    loaded = strategy_from_artifact(weights, manifest, settings.model, "v1")
+    assert loaded.model_version == "v1"
+    again, manifest2 = train_artifact(_stream(600), settings, previous=(weights, manifest))
+    assert manifest2["arch"] == manifest["arch"]
+    assert manifest2["features"] == manifest["features"]  # warm start keeps the features

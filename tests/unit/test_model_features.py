@@ -1,0 +1,71 @@
+"""Feature spec fitting and the candidate tracker."""
+
+from __future__ import annotations
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.features import FeatureSpec, fit_spec, parse_key, signed_log_bucket
+from stream_warmer.model.tracker import CandidateTracker
+
+
+def _ev(tenant: str, key: str, ts: int, size: int | None = None) -> AccessEvent:
+    return AccessEvent(tenant=tenant, key=key, ts=ts, size=size)
+
+
+def test_parse_key_keeps_non_canonical_keys_as_strings() -> None:
+    assert parse_key("42") == 42
+    assert parse_key("042") == "042"
+    assert parse_key("user:1") == "user:1"
+
+
+def test_fit_spec_finds_size_unit_and_deltas() -> None:
+    events = [_ev("a", str(1000 + 8 * i), i, size=4096) for i in range(300)]
+    spec = fit_spec(events)
+    assert spec.size_unit == 512
+    assert spec.deltas[0] == 8
+
+
+def test_spec_json_round_trip() -> None:
+    spec = FeatureSpec(deltas=(1, -3), gap_edges=(0.1, 0.7), size_edges=(2.0,))
+    assert FeatureSpec.from_json(spec.to_json()) == spec
+
+
+def test_tracker_marks_the_classes_that_were_right() -> None:
+    spec = FeatureSpec(deltas=(1,), ranks=2)
+    tracker = CandidateTracker(spec)
+    for key in ("10", "20", "10", "20", "10"):
+        step = tracker.step(_ev("t", key, 0))
+    # after 10 -> 20 twice, the rank-1 successor of 10 is 20
+    assert step.cands[1] == 20
+    step = tracker.step(_ev("t", "20", 0))
+    assert step.correct & (1 << 1)  # the successor class was right
+    assert not step.correct & 1  # so NO-WARM was not
+
+
+def test_no_warm_is_right_when_nothing_matched() -> None:
+    tracker = CandidateTracker(FeatureSpec(deltas=(1,)))
+    tracker.step(_ev("t", "5", 0))
+    assert tracker.step(_ev("t", "900", 1)).correct == 1
+
+
+def test_tenants_are_independent_and_forgettable() -> None:
+    tracker = CandidateTracker(FeatureSpec())
+    tracker.step(_ev("a", "1", 0))
+    tracker.step(_ev("b", "7", 0))
+    assert tracker.step(_ev("a", "2", 1)).cands[3] == 3  # size stride (unit 1) from a's key
+    tracker.forget("a")
+    assert len(tracker) == 1
+
+
+def test_successor_table_is_bounded() -> None:
+    spec = FeatureSpec(max_successors=2, max_keys_per_tenant=3)
+    tracker = CandidateTracker(spec)
+    for i in range(50):
+        tracker.step(_ev("t", str(i % 7), i))
+    state = tracker._t["t"]
+    assert len(state.succ) <= 3
+    assert all(len(s) <= 2 for s in state.succ.values())
+
+
+def test_signed_log_bucket_separates_signs() -> None:
+    assert signed_log_bucket(0) == 1
+    assert signed_log_bucket(8) != signed_log_bucket(-8)

@@ -1,0 +1,96 @@
+"""WarmNet: shapes, determinism, padding invariance, streaming == window mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+
+
+def _cfg(**kw: object) -> ModelConfig:
+    base = dict(cat_vocab=20, n_cats=3, n_bits=8, n_classes=4, embed_dim=8, hidden=16, layers=2)
+    base.update(kw)
+    return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def _inputs(b: int, t: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    cats = torch.randint(0, 20, (b, t, 3), generator=g)
+    bits = torch.randint(0, 2, (b, t, 8), generator=g).float()
+    return cats, bits
+
+
+def _model(**kw: object) -> WarmNet:
+    torch.manual_seed(0)
+    return WarmNet(_cfg(**kw)).eval()
+
+
+def test_window_and_sequence_shapes() -> None:
+    model = _model()
+    cats, bits = _inputs(5, 7)
+    assert model(cats, bits, torch.full((5,), 7)).shape == (5, 4)
+    logits, (h, c) = model.forward_seq(cats, bits)
+    assert logits.shape == (5, 7, 4)
+    assert h.shape == c.shape == (2, 5, 16)
+
+
+def test_deterministic_under_seed() -> None:
+    cats, bits = _inputs(3, 6)
+    lengths = torch.tensor([6, 4, 1])
+    assert torch.equal(_model()(cats, bits, lengths), _model()(cats, bits, lengths))
+
+
+@pytest.mark.parametrize("kw", [{}, {"attention": True}, {"bidirectional": True},
+                                {"attention": True, "bidirectional": True}])
+def test_padding_never_changes_an_output(kw: dict[str, bool]) -> None:
+    model = _model(**kw)
+    cats, bits = _inputs(1, 5)
+    alone = model(cats, bits, torch.tensor([5]))
+    pad_c = torch.cat([cats, torch.randint(0, 20, (1, 4, 3))], dim=1)
+    pad_b = torch.cat([bits, torch.rand(1, 4, 8)], dim=1)
+    padded = model(pad_c, pad_b, torch.tensor([5]))
+    assert torch.allclose(alone, padded, atol=1e-6)
+
+
+def test_streaming_equals_window_mode() -> None:
+    model = _model()
+    cats, bits = _inputs(3, 9)
+    states = StateSlots(2, 10, 16, torch.device("cpu"))
+    slots = torch.tensor([7, 2, 5])
+    with torch.inference_mode():
+        for t in range(9):
+            streamed = model.step(cats[:, t], bits[:, t], slots, states)
+            window = model(cats[:, : t + 1], bits[:, : t + 1], torch.full((3,), t + 1))
+            assert torch.allclose(streamed, window, atol=1e-5)
+
+
+def test_packed_sequences_carry_the_state_of_the_last_valid_step() -> None:
+    model = _model()
+    cats, bits = _inputs(2, 6)
+    lengths = torch.tensor([6, 3])
+    _, (h, _) = model.forward_seq(cats, bits, lengths=lengths)
+    _, (h_short, _) = model.forward_seq(cats[1:, :3], bits[1:, :3])
+    assert torch.allclose(h[:, 1], h_short[:, 0], atol=1e-6)
+
+
+def test_streaming_refuses_bidirectional_and_attention() -> None:
+    cats, bits = _inputs(1, 2)
+    for kw in ({"bidirectional": True}, {"attention": True}):
+        with pytest.raises(ValueError, match="unidirectional"):
+            _model(**kw).forward_seq(cats, bits)
+
+
+def test_config_ranges_are_checked() -> None:
+    with pytest.raises(ValueError, match="hidden"):
+        _cfg(hidden=0)
+    with pytest.raises(ValueError, match="dropout"):
+        _cfg(dropout=1.0)
+
+
+def test_slot_reset_zeroes_only_those_slots() -> None:
+    states = StateSlots(1, 4, 3, torch.device("cpu"))
+    states.h += 1.0
+    states.reset(torch.tensor([2]))
+    assert float(states.h[:, 2].abs().sum()) == 0.0
+    assert float(states.h[:, 1].sum()) == 3.0
