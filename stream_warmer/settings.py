@@ -151,6 +151,9 @@ class ModelSettings(_Section):
     max_state_slots: int = Field(65_536, ge=1, le=10_000_000)
     store: Literal["redis", "dir"] = "redis"
     store_dir: Path = Path("models")
+    budget_online: bool = True
+    budget_cache_frac: float = Field(0.01, gt=0, le=1)
+    budget_margin: float = Field(0.06, ge=0, lt=1)
 
 
 class TrainerSettings(_Section):
