@@ -47,7 +47,7 @@ class ShadowLru:
 class WarmBudget:
     """Threshold controller (see the module docstring)."""
 
-    def __init__(self, threshold: float, cache_frac: float, margin: float,
+    def __init__(self, threshold: float, cache_frac: float, margin: float, *,
                  lr: float = 2e-3, halflife: int = 2000, max_distinct: int = 5_000_000) -> None:
         self.threshold = threshold
         self.cache_frac = cache_frac

@@ -114,10 +114,9 @@ def _read_tensors(weights: bytes) -> dict[str, torch.Tensor]:
 def _check_tensors(state: dict[str, torch.Tensor], declared: dict[str, Any]) -> None:
     for name, tensor in state.items():
         spec = declared.get(name)
-        if spec is None or list(tensor.shape) != spec.get("shape") or str(tensor.dtype) != spec.get(
-            "dtype"
-        ):
-            msg = f"tensor {name!r} {list(tensor.shape)} {tensor.dtype} differs from manifest {spec}"
+        shape, dtype = list(tensor.shape), str(tensor.dtype)
+        if spec is None or shape != spec.get("shape") or dtype != spec.get("dtype"):
+            msg = f"tensor {name!r} {shape} {dtype} differs from manifest {spec}"
             raise ModelError(msg)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             msg = f"tensor {name!r} has non-finite values"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

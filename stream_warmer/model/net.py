@@ -105,7 +105,8 @@ class WarmNet(nn.Module):
         e = self.embed(cats).reshape(b, t, k * self.config.embed_dim)  # (B, T, K*E)
         return torch.tanh(self.in_proj(e) + self.bits_proj(bits))  # (B, T, E)
 
-    def forward(self, cats: torch.Tensor, bits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, cats: torch.Tensor, bits: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
         """Window mode: logits (B, C) at each window's newest step (lengths >= 1)."""
         x = self._inputs(cats, bits)  # (B, T, E)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -119,9 +120,11 @@ class WarmNet(nn.Module):
             last = torch.cat([last[:, :h], first], dim=-1)  # (B, 2H)
         if self.attn is not None:
             last = torch.cat([last, self._attend(out, last, lengths)], dim=-1)  # (B, 2D)
-        return self.head(self.drop(last))  # (B, C)
+        logits: torch.Tensor = self.head(self.drop(last))  # (B, C)
+        return logits
 
-    def _attend(self, out: torch.Tensor, query: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _attend(self, out: torch.Tensor, query: torch.Tensor, lengths: torch.Tensor
+                ) -> torch.Tensor:
         assert self.attn is not None
         scores = torch.einsum("btd,bd->bt", out, self.attn(query))  # (B, T)
         steps = torch.arange(out.shape[1], device=out.device)  # (T,)

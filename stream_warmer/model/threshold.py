@@ -30,8 +30,8 @@ def score_steps(model: WarmNet, enc: Encoded, chunk: int = 4096) -> npt.NDArray[
     n_classes = model.config.n_classes
     model.eval()
     with torch.inference_mode():
-        for seq in tenant_sequences(enc):
-            seq = seq[seq >= enc.keep_from]
+        for full in tenant_sequences(enc):
+            seq = full[full >= enc.keep_from]
             state = None
             for start in range(0, len(seq), chunk):
                 idx = torch.from_numpy(seq[start : start + chunk])  # (T,)

@@ -67,7 +67,8 @@ class CandidateTracker:
         """Observe one access and return its inputs and candidates."""
         st = self._t.get(ev.tenant)
         if st is None:
-            st = self._t[ev.tenant] = _Tenant(bucket=zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS)
+            bucket = zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS
+            st = self._t[ev.tenant] = _Tenant(bucket=bucket)
         key = parse_key(ev.key)
         correct = 0
         for i, cand in enumerate(st.cands):
@@ -88,7 +89,7 @@ class CandidateTracker:
         for i, cand in enumerate(cands):
             if cand is not None:
                 present |= 1 << i
-        cats = self._cats(ev, st, delta_id, gap, succ, key)
+        cats = self._cats(ev, st, delta_id, gap, succ=succ, key=key)
         st.key, st.ts, st.cands = key, ev.ts, cands
         return Step(cats, correct, present, cands)
 
@@ -124,7 +125,7 @@ class CandidateTracker:
                 cands[base + 2 + j] = key + d
         return cands
 
-    def _cats(self, ev: AccessEvent, st: _Tenant, delta_id: int, gap: int,
+    def _cats(self, ev: AccessEvent, st: _Tenant, delta_id: int, gap: int, *,
               succ: dict[Key, int] | None, key: Key) -> tuple[int, ...]:
         top = max(succ.values()) if succ else 0
         gap_id = 0 if gap < 0 else 1 + bisect.bisect_left(self._gap, math.log1p(gap))

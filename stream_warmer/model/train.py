@@ -43,7 +43,8 @@ class Trained:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def multi_label_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def multi_label_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+                     ) -> torch.Tensor:
     """Mean over valid steps of -log(sum of softmax over the correct classes)."""
     logp = torch.log_softmax(logits, dim=-1)  # (B, T, C)
     right = torch.logsumexp(logp.masked_fill(~target, float("-inf")), dim=-1)  # (B, T)
@@ -73,7 +74,7 @@ def train_model(events: Sequence[AccessEvent], trainer: TrainerSettings, ms: Mod
     if previous is not None and previous.model.config == config:
         model.load_state_dict(previous.model.state_dict(), strict=True)
     train_w, val_w = windows(tenant_sequences(enc), trainer.seq_len, split)
-    best_val = _fit(model, enc, train_w, val_w, trainer, spec.n_classes)
+    best_val = _fit(model, enc, train_w, val_w, trainer=trainer, n_classes=spec.n_classes)
     threshold, metrics = choose_threshold(model, enc, events, split, trainer)
     metrics.update(val_loss=best_val, train_s=time.monotonic() - started,
                    train_windows=float(len(train_w)), events=float(len(events)))
@@ -81,7 +82,7 @@ def train_model(events: Sequence[AccessEvent], trainer: TrainerSettings, ms: Mod
     return Trained(model, spec, threshold, metrics)
 
 
-def _fit(model: WarmNet, enc: Encoded, train_w: list[np.ndarray], val_w: list[np.ndarray],
+def _fit(model: WarmNet, enc: Encoded, train_w: list[np.ndarray], val_w: list[np.ndarray], *,
          trainer: TrainerSettings, n_classes: int) -> float:
     if not train_w:
         return float("nan")

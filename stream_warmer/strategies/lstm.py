@@ -43,7 +43,7 @@ class LstmStrategy(WarmingStrategy):
     nested_k = True  # the top k is a prefix of the top k+1
 
     def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
-                 settings: ModelSettings, version: str = "untrained", chunk: int = 2048) -> None:
+                 settings: ModelSettings, *, version: str = "untrained", chunk: int = 2048) -> None:
         if settings.cpu_threads > 0:
             torch.set_num_threads(settings.cpu_threads)
         self.device = pick_device(settings.device)

@@ -92,6 +92,6 @@ def test_artifact_round_trip_and_warm_start(settings: Settings) -> None:
     weights, manifest = train_artifact(_stream(600), settings)
     loaded = strategy_from_artifact(weights, manifest, settings.model, "v1")
     assert loaded.model_version == "v1"
-    again, manifest2 = train_artifact(_stream(600), settings, previous=(weights, manifest))
+    _, manifest2 = train_artifact(_stream(600), settings, previous=(weights, manifest))
     assert manifest2["arch"] == manifest["arch"]
     assert manifest2["features"] == manifest["features"]  # warm start keeps the features
