@@ -150,6 +150,9 @@ def _latency(res: Any, trace: Path, strategy: str, rate: float, seconds: float) 
             args=(res.settings.kafka.client_config(), str(trace), topic, rate, total))
         child.start()
         child.join(seconds + 120)
+        if child.exitcode != 0:
+            msg = f"the paced producer failed (exit code {child.exitcode})"
+            raise RuntimeError(msg)
         _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + total, 60)
         time.sleep(0.5)
     finally:
