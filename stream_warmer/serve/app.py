@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 StrategySource = Callable[[], WarmingStrategy | None]
 _IDLE_POLL_S = 0.1
+PRODUCER_FLUSH_S = 10.0
 # a confluent_kafka.Message; its stubs type partition/offset/error as Optional even on
 # data messages, so the hot loop treats it as Any after checking error().
 Msg = Any
@@ -95,6 +96,7 @@ class ServeApp:
         self._outage = Outage(self._topic, self.offsets, self.metrics, self.stats, clock=clock,
                               backoff_max_s=settings.redis.retry_backoff_max_s)
         self._next_checkpoint = 0.0
+        self._stop_reason: str | None = None  # set once commits must never happen again
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
 
@@ -237,9 +239,13 @@ class ServeApp:
     def _store_offsets(self) -> None:
         """Everything consumed so far is handled: store the next offset of each partition."""
         pending = self.offsets.take_unstored()
-        if pending:
+        if not pending:
+            return
+        try:
             self._consumer.store_offsets(
                 offsets=[TopicPartition(self._topic, p, o) for p, o in pending.items()])
+        except KafkaException as exc:  # a partition revoked meanwhile: its next owner re-reads
+            log.warning("offsets not stored", extra={"error": str(exc)})
 
     def _maybe_swap_strategy(self) -> None:
         if self._source is None:
@@ -268,11 +274,16 @@ class ServeApp:
         except SinkUnavailableError as exc:
             self._outage.enter(exc, self._engine, self._consumer)
             return False
-        undelivered = self._outbox.flush(self._s.redis.socket_timeout_s * 5)
-        failed = self._outbox.take_failures()
-        if undelivered or failed:
-            log.warning("checkpoint skipped: producer did not deliver", extra={
-                "undelivered": undelivered, "failed": failed, "error": self._outbox.last_error})
+        if self._outbox.failed:  # records lost: committing would skip their events for good
+            if self._stop_reason is not None:
+                return False
+            self._stop_reason = (f"{self._outbox.failed} warm commands or dead letters were "
+                                 f"not delivered: {self._outbox.last_error}")
+            raise KafkaError(self._stop_reason)
+        undelivered = self._outbox.flush(PRODUCER_FLUSH_S)
+        if undelivered or self._outbox.failed:
+            log.warning("checkpoint skipped: producer has not delivered yet",
+                        extra={"undelivered": undelivered})
             return False
         self._commit()
         self.stats.checkpoints += 1

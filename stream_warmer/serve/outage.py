@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.serve.engine import WarmEngine
@@ -73,7 +73,10 @@ class Outage:
             return
         consumer.resume(consumer.assignment())
         for partition, offset in self._offsets.rewind().items():
-            consumer.seek(TopicPartition(self._topic, partition, offset))
+            try:
+                consumer.seek(TopicPartition(self._topic, partition, offset))
+            except KafkaException as exc:  # no longer ours: its next owner re-reads it
+                log.warning("rewind failed", extra={"partition": partition, "error": str(exc)})
         self.active = False
         self._metrics.redis_up.set(1)
         self._metrics.paused.set(0)

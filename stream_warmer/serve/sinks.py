@@ -200,11 +200,6 @@ class Outbox:
         """Wait for every queued record; return how many are still undelivered."""
         return int(self._producer.flush(timeout_s))
 
-    def take_failures(self) -> int:
-        """Failed deliveries since the last call."""
-        failed, self.failed = self.failed, 0
-        return failed
-
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self.failed += 1

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from stream_warmer.serve.engine import WarmEngine
 from stream_warmer.serve.metrics import ServeMetrics
 
@@ -107,6 +109,9 @@ def _publish_lag(metrics: ServeMetrics, consumer: Any, topic: str, offsets: Offs
         if tp.topic != topic:
             continue
         nxt = offsets.next_offset(tp.partition)
-        _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:  # nothing fetched from it yet
+            continue
         if nxt is not None and high >= 0:
             metrics.lag.labels(str(tp.partition)).set(max(0, high - nxt))

@@ -134,8 +134,10 @@ class FakeConsumer:
         return (0, 100)
 
     def close(self) -> None:
-        self.closed = True
+        # like librdkafka: leaving the group revokes what is assigned
         self.log.append("close")
+        self.callbacks["on_revoke"](self, self.assigned)
+        self.closed = True
 
     def revoke(self, partitions: list[int]) -> None:
         self.callbacks["on_revoke"](self, [TopicPartition(self.topic, p) for p in partitions])
@@ -147,15 +149,23 @@ class FakeProducer:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.records: list[tuple[str, bytes, str]] = []
+        self.fail_with: str | None = None
+        self._reports: list[Any] = []
 
     def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
         self.records.append((topic, value, key))
+        if on_delivery is not None:
+            self._reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
-        return 0
+        reports, self._reports = self._reports, []
+        for report in reports:
+            report(self.fail_with, None)
+        return len(reports)
 
     def flush(self, timeout: float) -> int:
         self.log.append("producer.flush")
+        self.poll(0)
         return 0
 
     def on(self, topic: str) -> list[tuple[str, bytes, str]]:

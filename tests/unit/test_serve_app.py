@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
+from stream_warmer.errors import KafkaError
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.settings import Settings, load_settings
 from tests.unit.serve_fakes import (
@@ -76,7 +78,7 @@ def test_revoke_commits_without_inference_and_drops_the_partition() -> None:
 
     first_commit = log.index("commit")
     assert "redis.execute" not in log[:first_commit]  # nothing predicted in the callback
-    assert strategy.forgotten == ["globex"]
+    assert strategy.forgotten == ["globex", "acme"]  # acme only when close() revokes all
     assert strategy.predicted == [["1"]]  # only acme, at shutdown
     assert consumer.committed == {0: 1}  # globex's event is re-handled by the next owner
 
@@ -139,3 +141,11 @@ def test_a_strategy_from_the_source_is_swapped_in_between_batches() -> None:
     text = app.metrics.render().decode()
     assert 'stream_warmer_model_version_info{strategy="plusone",version="v2"} 1.0' in text
     assert "stream_warmer_strategy_swaps_total 1.0" in text
+
+
+def test_failed_deliveries_stop_the_app_before_it_commits() -> None:
+    app, _log, consumer, producer, _client, _strategy = build(stream())
+    producer.fail_with = "Broker: topic authorization failed"
+    with pytest.raises(KafkaError, match="not delivered: Broker: topic authorization failed"):
+        app.run(max_messages=8)
+    assert consumer.committed == {}
