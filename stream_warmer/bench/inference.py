@@ -1,0 +1,125 @@
+"""``stream-warmer bench inference``: model predictions/s per batch size (CPU here).
+
+Rows ``{mode, batch, vocab, device, predictions_per_s, ms_per_batch}`` for window mode
+(whole window each time) and streaming mode (one step from per-tenant state slots),
+then the real serve path (``LstmStrategy.observe`` + ``predict``) against the bare
+model on the same feature-sized head, as a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BATCHES = (1, 16, 64, 256, 1024, 4096)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bench inference``."""
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)),
+                        help="comma-separated batch sizes")
+    parser.add_argument("--vocab", type=int, default=4096, help="classes of the head")
+    parser.add_argument("--window", type=int, default=None,
+                        help="window length in window mode (default: settings.window.length)")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+
+
+def _time(fn: Callable[[], object], seconds: float) -> float:
+    """Seconds per call of ``fn`` (at least 3 calls, about ``seconds`` in all)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def run(args: argparse.Namespace, settings: Any) -> int:
+    """Measure, print the table, write JSON."""
+    import torch
+
+    from stream_warmer.model.features import FeatureSpec
+    from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+
+    if settings.model.cpu_threads > 0:
+        torch.set_num_threads(settings.model.cpu_threads)
+    spec = FeatureSpec(deltas=tuple(range(1, 9)))
+    ms = settings.model
+    cfg = ModelConfig(cat_vocab=spec.cat_vocab, n_cats=len(spec.cat_sizes), n_bits=8,
+                      n_classes=args.vocab, embed_dim=ms.embed_dim, hidden=ms.hidden,
+                      layers=ms.layers)
+    model = WarmNet(cfg).eval()
+    window = args.window or settings.window.length
+    rows = []
+    for b in (int(x) for x in args.batches.split(",")):
+        cats = torch.randint(0, spec.cat_vocab, (b, window, cfg.n_cats))  # (B, T, K)
+        bits = torch.rand(b, window, cfg.n_bits)  # (B, T, 2C)
+        lengths = torch.full((b,), window)
+        states = StateSlots(cfg.layers, b, cfg.hidden, torch.device("cpu"))
+        slots = torch.arange(b)
+        with torch.inference_mode():
+            win_s = _time(lambda: model(cats, bits, lengths), args.seconds)  # noqa: B023
+            stream_s = _time(lambda: model.step(cats[:, 0], bits[:, 0], slots, states),  # noqa: B023
+                             args.seconds)
+        for mode, sec in (("window", win_s), ("streaming", stream_s)):
+            rows.append({"mode": mode, "batch": b, "vocab": args.vocab, "device": "cpu",
+                         "predictions_per_s": b / sec, "ms_per_batch": sec * 1e3})
+    rows.extend(_serve_path(settings, spec, args.seconds))
+    _print(rows)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _serve_path(settings: Any, spec: Any, seconds: float, batch: int = 1024
+                ) -> list[dict[str, Any]]:
+    """The real ``observe`` + ``predict`` path vs the bare model with the same head."""
+    import torch
+
+    from stream_warmer.events import AccessEvent
+    from stream_warmer.model.net import StateSlots, WarmNet
+    from stream_warmer.model.train import build_config
+    from stream_warmer.strategies.base import Window
+    from stream_warmer.strategies.lstm import LstmStrategy
+
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"budget_online": False, "max_state_slots": batch})
+    strategy = LstmStrategy(model, spec, 0.0, ms)
+    tick = [0]
+
+    def serve() -> None:
+        tick[0] += 1
+        events = [AccessEvent(tenant=f"t{i}", key=str(8 * tick[0] + i), ts=tick[0])
+                  for i in range(batch)]
+        for ev in events:
+            strategy.observe(ev)
+        strategy.predict([Window(ev.tenant, (ev,)) for ev in events], 1)
+
+    cfg = model.config
+    cats = torch.zeros(batch, cfg.n_cats, dtype=torch.long)  # (B, K)
+    bits = torch.zeros(batch, cfg.n_bits)  # (B, 2C)
+    states = StateSlots(cfg.layers, batch, cfg.hidden, torch.device("cpu"))
+    with torch.inference_mode():
+        bare = _time(lambda: model.step(cats, bits, torch.arange(batch), states), seconds)
+    path = _time(serve, seconds)
+    return [
+        {"mode": "bare-model", "batch": batch, "vocab": cfg.n_classes, "device": "cpu",
+         "predictions_per_s": batch / bare, "ms_per_batch": bare * 1e3},
+        {"mode": "serve-path", "batch": batch, "vocab": cfg.n_classes, "device": "cpu",
+         "predictions_per_s": batch / path, "ms_per_batch": path * 1e3,
+         "ratio_to_bare": bare / path},
+    ]
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    print(f"{'mode':<11} {'batch':>6} {'vocab':>6} {'device':>6} {'pred/s':>12} {'ms/batch':>9}")
+    for r in rows:
+        extra = f"  ratio {r['ratio_to_bare']:.3f}" if "ratio_to_bare" in r else ""
+        print(f"{r['mode']:<11} {r['batch']:>6} {r['vocab']:>6} {r['device']:>6} "
+              f"{r['predictions_per_s']:>12,.0f} {r['ms_per_batch']:>9.3f}{extra}")
