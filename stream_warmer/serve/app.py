@@ -97,6 +97,7 @@ class ServeApp:
                               backoff_max_s=settings.redis.retry_backoff_max_s)
         self._next_checkpoint = 0.0
         self._stop_reason: str | None = None  # set once commits must never happen again
+        self._polled_at = 0.0
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
 
@@ -161,13 +162,21 @@ class ServeApp:
         limit = self._s.batch.poll_batch
         if max_messages is not None:
             limit = max(1, min(limit, max_messages - self.stats.consumed))
-        # never block longer than a micro-batch may wait: consume() returns only when
-        # it has ``limit`` messages or the timeout passed
+        # never block longer than an open micro-batch may still wait
         max_wait = self._s.batch.max_delay_ms / 1000.0
         batcher = self._engine.batcher
         timeout = _IDLE_POLL_S if self._outage.active else batcher.time_to_due(max_wait)
+        self._polled_at = self._clock()
         try:
-            return list(self._consumer.consume(limit, timeout))
+            # consume() blocks until it has ``limit`` messages or the timeout passed, so
+            # take what is queued now; if nothing is, wait for the first message only
+            messages = list(self._consumer.consume(limit, 0))
+            if messages or timeout <= 0:
+                return messages
+            first = self._consumer.poll(timeout)
+            if first is None:
+                return []
+            return [first, *self._consumer.consume(limit - 1, 0)] if limit > 1 else [first]
         except KafkaException as exc:
             msg = f"consume failed: {exc}"
             raise KafkaError(msg) from exc
@@ -179,6 +188,8 @@ class ServeApp:
             self._hold_back(messages)
             return
         now = self._clock()
+        batcher = self._engine.batcher
+        was_empty = not len(batcher)
         decode, handle, offsets = self._decoder.decode, self._engine.handler(now), self.offsets
         good = 0
         for msg in messages:
@@ -193,6 +204,8 @@ class ServeApp:
                 good += 1
             else:
                 self._dead_letter(msg, event.reason, event.detail)
+        if was_empty:  # these events may have arrived any time during the poll
+            batcher.backdate(self._polled_at)
         self.stats.consumed += len(messages)
         self.stats.events += good
         self.metrics.events.inc(good)

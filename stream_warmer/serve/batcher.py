@@ -44,6 +44,11 @@ class MicroBatcher:
             self._opened_at = self._clock()
         self._pending[event.tenant] = (partition, offset, event)
 
+    def backdate(self, since: float) -> None:
+        """The oldest entry may have waited since ``since`` (e.g. inside a blocking poll)."""
+        if self._pending and since < self._opened_at:
+            self._opened_at = since
+
     def due(self) -> bool:
         """True when the batch is full or its oldest entry has waited ``max_delay_ms``."""
         if not self._pending:

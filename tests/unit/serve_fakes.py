@@ -102,6 +102,10 @@ class FakeConsumer:
         self.queue = rest
         return out
 
+    def poll(self, timeout: float) -> Message | None:
+        got = self.consume(1, timeout)
+        return got[0] if got else None
+
     def store_offsets(self, offsets: list[TopicPartition]) -> None:
         for tp in offsets:
             self.stored[tp.partition] = tp.offset

@@ -59,3 +59,18 @@ def test_revoked_partitions_are_discarded() -> None:
     batcher.add(1, 1, ev("b", "1"))
     assert batcher.discard_partitions([1]) == 1
     assert [p.tenant for p in batcher.drain()] == ["a"]
+
+
+def test_a_batch_can_be_backdated_to_when_its_poll_started() -> None:
+    clock = FakeClock()
+    batcher = MicroBatcher(BatchSettings(max_delay_ms=20), clock)
+    polled_at = clock()
+    batcher.backdate(polled_at)  # empty: nothing to backdate
+    clock.advance(0.015)  # the poll blocked, the event arrived somewhere in there
+    batcher.add(0, 1, ev("a", "1"))
+    assert not batcher.due()
+    batcher.backdate(polled_at)
+    clock.advance(0.006)
+    assert batcher.due()
+    batcher.backdate(clock.now + 1)  # never later than it was
+    assert batcher.due()
