@@ -145,16 +145,18 @@ def _latency(res: Any, trace: Path, strategy: str, rate: float, seconds: float) 
         _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS, 60)
         time.sleep(0.5)  # the warm-up's last micro-batch
         samples.clear()
-        total = int(rate * seconds)
-        child = mp.get_context("spawn").Process(
-            target=_paced_producer,
-            args=(res.settings.kafka.client_config(), str(trace), topic, rate, total))
+        ctx = mp.get_context("spawn")
+        sent = ctx.Value("q", 0)
+        job = _PacedJob(res.settings.kafka.client_config(), str(trace), topic, rate,
+                        int(rate * seconds))
+        child = ctx.Process(target=_paced_producer, args=(job, sent))
         child.start()
         child.join(seconds + 120)
         if child.exitcode != 0:
             msg = f"the paced producer failed (exit code {child.exitcode})"
             raise RuntimeError(msg)
-        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + total, 60)
+        # a short trace may run out before ``rate * seconds`` events
+        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + sent.value, 60)
         time.sleep(0.5)
     finally:
         app.stop()
@@ -162,7 +164,16 @@ def _latency(res: Any, trace: Path, strategy: str, rate: float, seconds: float) 
     return [s * 1000.0 for s in samples]
 
 
-def _paced_producer(conf: dict[str, Any], trace: str, topic: str, rate: float, total: int) -> None:
+@dataclass(frozen=True)
+class _PacedJob:
+    conf: dict[str, Any]
+    trace: str
+    topic: str
+    rate: float
+    total: int
+
+
+def _paced_producer(job: _PacedJob, sent_out: Any) -> None:
     """In its own process (no GIL shared with the app): produce ``total`` events at ``rate``.
 
     Lighter than ``replay``'s per-event pacing: the events are read before the clock
@@ -172,9 +183,10 @@ def _paced_producer(conf: dict[str, Any], trace: str, topic: str, rate: float, t
 
     from stream_warmer.events import AccessEvent, encode
 
-    events = list(itertools.islice(_trace_events(Path(trace), None), WARMUP_EVENTS,
-                                   WARMUP_EVENTS + total))
-    producer = Producer(conf | {"linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
+    events = list(itertools.islice(_trace_events(Path(job.trace), None), WARMUP_EVENTS,
+                                   WARMUP_EVENTS + job.total))
+    producer = Producer(job.conf | {"linger.ms": 1, "queue.buffering.max.messages": 1_000_000})
+    rate, topic = job.rate, job.topic
     start, sent = time.monotonic(), 0
     while sent < len(events):
         due = min(len(events), int((time.monotonic() - start) * rate) + 1)
@@ -189,6 +201,7 @@ def _paced_producer(conf: dict[str, Any], trace: str, topic: str, rate: float, t
         producer.poll(0)
     if producer.flush(60):
         raise SystemExit(1)
+    sent_out.value = sent
 
 
 def _wait_for(cond: Any, timeout_s: float) -> None:

@@ -1,0 +1,43 @@
+"""``bench pipeline`` end to end on a small real trace: it runs, cleans up, and reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from stream_warmer.cli import main
+from tests.integration.serve_helpers import serve_env
+
+pytestmark = pytest.mark.integration
+TRACE = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "lirs_mix5.csv.gz"
+
+
+def test_bench_pipeline_writes_its_row(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if not TRACE.is_file():
+        pytest.skip(f"trace {TRACE} is not available")
+    topics = {"events": "unused", "warm": "unused", "dlq": "unused"}
+    env = serve_env(kafka_bootstrap, redis_url, "unused", topics, "unused",
+                    TOPICS__PARTITIONS="2")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "bench.json"
+    code = main(["bench", "pipeline", "--trace", str(TRACE), "--events", "20000",
+                 "--latency-seconds", "1", "--json", str(out)])
+    assert code == 0
+    row = json.loads(out.read_text())
+    assert set(row) >= {"strategy", "events", "events_per_s", "ceiling_events_per_s", "ratio",
+                        "latency_p50_ms", "latency_p99_ms"}
+    assert row["strategy"] == "markov" and row["events"] == 20000
+    assert row["events_per_s"] > 0 and row["ceiling_events_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["events_per_s"] / row["ceiling_events_per_s"], 0.01)
+    assert row["latency_samples"] > 0 and row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert "ceiling_events_per_s" in capsys.readouterr().out
+    client = redis.Redis.from_url(redis_url)
+    assert list(client.scan_iter("bench-*", count=1000)) == []  # its keys are gone
+    client.close()
