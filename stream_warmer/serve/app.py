@@ -17,6 +17,7 @@ answers again rewinds to the first event it had not stored and resumes.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -137,6 +138,8 @@ class ServeApp:
                                                        s.metrics.host, s.metrics.port))
             self.metrics_port = server.port
         install_signals(stack, self.stop)
+        if s.batch.gc_freeze:
+            stack.callback(gc.unfreeze)  # frozen objects become collectable again
         self._next_checkpoint = self._clock() + s.batch.checkpoint_interval_s
         log.info("serving", extra={"topic": self._topic, "group": s.kafka.consumer_group,
                                    "strategy": self._strategy.name})
@@ -279,6 +282,8 @@ class ServeApp:
         self._next_checkpoint = now + self._s.batch.checkpoint_interval_s
         self._housekeep(now)
         self._checkpoint("interval")
+        if self._s.batch.gc_freeze:
+            gc.freeze()
 
     def _checkpoint(self, trigger: str) -> bool:
         """Flush Redis, then the producer, then commit stored offsets; False if skipped."""
