@@ -143,10 +143,10 @@ class ModelSettings(_Section):
 
     name: str = Field("stream-warmer-lstm", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     vocab_size: int = Field(4096, ge=2, le=1_000_000)
-    embed_dim: int = Field(64, ge=1, le=4096)
-    hidden: int = Field(128, ge=1, le=8192)
-    layers: int = Field(2, ge=1, le=8)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    embed_dim: int = Field(16, ge=1, le=4096)
+    hidden: int = Field(64, ge=1, le=8192)
+    layers: int = Field(1, ge=1, le=8)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     attention: bool = False
     bidirectional: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -166,13 +166,13 @@ class TrainerSettings(_Section):
     buffer_events: int = Field(200_000, ge=1_000, le=50_000_000)
     retrain_every_events: int = Field(100_000, ge=100)
     retrain_every_s: float = Field(600.0, gt=0)
-    epochs: int = Field(4, ge=1, le=1000)
-    batch_size: int = Field(256, ge=1, le=65_536)
-    seq_len: int = Field(32, ge=2, le=4096)
+    epochs: int = Field(40, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=65_536)
+    seq_len: int = Field(64, ge=2, le=4096)
     lr: float = Field(3e-3, gt=0, le=1)
     grad_clip: float = Field(1.0, gt=0)
-    patience: int = Field(2, ge=0, le=100)
-    val_fraction: float = Field(0.1, gt=0, lt=0.9)
+    patience: int = Field(4, ge=0, le=100)
+    val_fraction: float = Field(0.2, gt=0, lt=0.9)
     promote_margin: float = Field(0.0, ge=-1, le=1)
     seed: int = 0
     max_windows: int = Field(4096, ge=1, le=10_000_000)
