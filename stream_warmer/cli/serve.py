@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 from stream_warmer.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_warmer.strategies.base import WarmingStrategy
+    from stream_warmer.trainer.watcher import ModelWatcher
 
 HELP = "consume access events, predict each tenant's next keys, write warm commands"
 
@@ -21,18 +26,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Build the strategy named in settings and serve until stopped."""
+    """Build the strategy named in settings and serve until stopped.
+
+    With ``strategy.name = lstm`` a model watcher reads ``model-updates`` (every
+    version, outside the consumer group) and hot-swaps each verified version in
+    between micro-batches; the fallback baseline serves until the first one exists.
+    """
     from stream_warmer.serve.app import ServeApp
+
+    watcher = _start_watcher(settings) if settings.strategy.name == "lstm" else None
+    strategy = watcher.strategy_source() if watcher is not None else None
+    if strategy is None:
+        strategy = _baseline(settings)
+    app = ServeApp(
+        settings, strategy, strategy_source=watcher.strategy_source if watcher else None
+    )
+    try:
+        stats = app.run(max_messages=args.max_messages, idle_timeout_s=args.idle_timeout)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    log.info("serve finished", extra=stats.summary())
+    return 0
+
+
+def _baseline(settings: Settings) -> WarmingStrategy:
     from stream_warmer.strategies import build_baseline
 
     name = settings.strategy.name
     if name == "lstm":
-        # the LSTM strategy arrives by hot swap once a model exists; the fallback
-        # baseline serves until then
         name = settings.strategy.fallback
         log.warning("no LSTM model loaded yet: serving the fallback", extra={"strategy": name})
-    strategy = build_baseline(name, settings.strategy)
-    app = ServeApp(settings, strategy)
-    stats = app.run(max_messages=args.max_messages, idle_timeout_s=args.idle_timeout)
-    log.info("serve finished", extra=stats.summary())
-    return 0
+    return build_baseline(name, settings.strategy)
+
+
+def _start_watcher(settings: Settings) -> ModelWatcher:
+    """Start reading model-updates; wait briefly so the first batch uses the latest model."""
+    from stream_warmer.trainer.lstm import lstm_loader
+    from stream_warmer.trainer.store import open_store
+    from stream_warmer.trainer.watcher import ModelWatcher
+
+    watcher = ModelWatcher(
+        settings.kafka,
+        settings.topics.model_updates,
+        settings.model.name,
+        open_store(settings.model, settings.redis),
+        lstm_loader(settings),
+    )
+    watcher.start()
+    if not watcher.wait_ready(30.0):
+        log.warning("model-updates not read to its end yet: starting on the fallback")
+    return watcher
