@@ -155,7 +155,10 @@ class ModelSettings(_Section):
     store: Literal["redis", "dir"] = "redis"
     store_dir: Path = Path("models")
     budget_online: bool = True
-    budget_cache_frac: float = Field(0.01, gt=0, le=1)
+    # objects the warmed cache holds (all tenants this process warms); sizes the online
+    # budget's shadow caches. 0 = unknown: serve keeps the trained threshold (the
+    # evaluator always tells the strategy its C, see WarmingStrategy.set_cache_capacity)
+    cache_capacity: int = Field(0, ge=0, le=1_000_000_000)
     budget_margin: float = Field(0.06, ge=0, lt=1)
 
 

@@ -4,7 +4,8 @@ Strategy names: ``none``, ``popularity``, ``nextkey``, ``markov`` (the Markov
 baseline with the configured memory bounds, as ``serve`` runs it), ``markov1``
 (REFERENCE.md's Markov table: the same ranking, unbounded) and ``lstm``
 (``stream_warmer.strategies.lstm.fit_strategy`` trained on the first half of the
-trace, then evaluated with the same protocol).
+trace, then evaluated with the same protocol; trained once per trace, each further
+instance, e.g. one per f for a capacity-aware strategy, comes from its ``fresh()``).
 """
 
 from __future__ import annotations
@@ -135,9 +136,16 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
         msg = "stream_warmer.strategies.lstm has no fit_strategy(train_events, settings)"
         raise ModelError(msg)
 
-    def make() -> WarmingStrategy:
+    trained: list[WarmingStrategy] = []
+
+    def make() -> WarmingStrategy:  # trains once; later calls reuse the model if it can
+        fresh = getattr(trained[0], "fresh", None) if trained else None
+        if callable(fresh):
+            again: WarmingStrategy = fresh()
+            return again
         train = list(islice(source.events(), stats.requests // 2))
         strategy: WarmingStrategy = fit(train, settings)
+        trained.append(strategy)
         return strategy
 
     return make

@@ -15,8 +15,11 @@ and fill; on the rest we count:
   half never count, even when hit later); ``nan`` when there were no warms;
 - ``warms_per_request`` = effective warms in the counted half / counted requests.
 
-Predictions do not depend on cache state, so one strategy instance per k serves
-the caches of every f, and all strategies share one read of the trace
+Each strategy is told its cache's capacity C before replay (``set_cache_capacity``,
+as a production warmer is configured with it). Predictions do not depend on cache
+state, so one instance per k serves the caches of every f, unless the strategy is
+capacity-aware (it overrides the hook): then it gets one instance per f. All
+strategies share one read of the trace
 (``itertools.tee`` keeps them in step; a strategy that batches inside
 ``predict_stream`` only makes the tee buffer its batch).
 """
@@ -136,6 +139,7 @@ class _Lane:
     name: str
     strategy: WarmingStrategy
     k: int
+    fracs: list[float]  # the f of each cache in every ``sims`` list
     sims: list[tuple[int, list[LruSim]]]
 
 
@@ -172,31 +176,46 @@ def evaluate(
     if not specs or not ks or not fracs:
         return []
     stats = stats or scan(source())
-    lanes = _lanes(specs, ks, [capacity_for(f, stats.distinct) for f in fracs])
+    caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
+    lanes = _lanes(specs, ks, caches)
     _replay(source(), lanes, stats.requests // 2)
     rows = [
         sim.row(trace, lane.name, frac, k)
         for lane in lanes
         for k, sims in lane.sims
-        for frac, sim in zip(fracs, sims, strict=True)
+        for frac, sim in zip(lane.fracs, sims, strict=True)
     ]
     order = {spec.name: i for i, spec in enumerate(specs)}
     return sorted(rows, key=lambda r: (order[r.strategy], r.k))
 
 
-def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int], capacities: list[int]
-           ) -> list[_Lane]:
+def capacity_aware(strategy: WarmingStrategy) -> bool:
+    """True when ``strategy`` overrides ``set_cache_capacity`` (its warms depend on C)."""
+    return type(strategy).set_cache_capacity is not WarmingStrategy.set_cache_capacity
+
+
+def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
+           caches: list[tuple[float, int]]) -> list[_Lane]:
+    """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
+
+    Every instance is told its cache capacity before replay. A factory that hands
+    back the same instance again (one shared strategy) gets one lane for all caches,
+    told the smallest capacity.
+    """
     lanes = []
     for spec in specs:
         ks = sorted(set(spec.ks or all_ks))
         first = spec.make()
-        if getattr(first, "nested_k", False):
-            sims = [(k, [LruSim(c) for c in capacities]) for k in ks]
-            lanes.append(_Lane(spec.name, first, ks[-1], sims))
-            continue
-        for i, k in enumerate(ks):
-            strategy = first if i == 0 else spec.make()
-            lanes.append(_Lane(spec.name, strategy, k, [(k, [LruSim(c) for c in capacities])]))
+        k_groups = [ks] if getattr(first, "nested_k", False) else [[k] for k in ks]
+        c_groups = [[c] for c in caches] if capacity_aware(first) else [caches]
+        made = [first] + [spec.make() for _ in range(len(k_groups) * len(c_groups) - 1)]
+        if len(c_groups) > 1 and any(s is first for s in made[1:]):
+            c_groups, made = [caches], made[: len(k_groups)]
+        pairs = [(kg, cg) for kg in k_groups for cg in c_groups]
+        for strategy, (kg, cg) in zip(made, pairs, strict=True):
+            strategy.set_cache_capacity(min(c for _, c in cg))
+            sims = [(k, [LruSim(c) for _, c in cg]) for k in kg]
+            lanes.append(_Lane(spec.name, strategy, kg[-1], [f for f, _ in cg], sims))
     return lanes
 
 

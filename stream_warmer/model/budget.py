@@ -2,11 +2,17 @@
 
 The trained threshold is only a starting point: the share of warms that are
 *effective* (the key was not already cached) drifts with the workload. The controller
-replays three shadow object-count LRU caches of ``cache_frac`` x distinct (tenant, key)
-pairs seen so far — one fed by this strategy's warms, one by the Markov successor's,
-one by the next key's — and nudges the threshold (dual ascent) so that the smoothed
-effective warm rate stays within ``1 - margin`` of the baseline whose shadow hit ratio
-is higher. Nothing here is fitted to a trace; it only measures the stream.
+replays three shadow object-count LRU caches of the warmed cache's capacity (told by
+the evaluator or serve's ``model.cache_capacity``; no fraction is assumed) — one fed
+by this strategy's warms, one by the Markov successor's, one by the next key's — and
+nudges the threshold (dual ascent) so that the smoothed effective warm rate stays
+within ``1 - margin`` of the baseline whose shadow hit ratio is higher. Nothing here
+is fitted to a trace; it only measures the stream.
+
+Two ways to drive it: ``step`` per request (request, warms, update: the evaluator),
+or ``request`` per observed access and ``warm`` when warms are issued (serve, which
+predicts once per micro-batch): our effective warms since the last request are folded
+into the rates at the next one.
 """
 
 from __future__ import annotations
@@ -47,36 +53,55 @@ class ShadowLru:
 class WarmBudget:
     """Threshold controller (see the module docstring)."""
 
-    def __init__(self, threshold: float, cache_frac: float, margin: float, *,
-                 lr: float = 2e-3, halflife: int = 2000, max_distinct: int = 5_000_000) -> None:
+    def __init__(self, threshold: float, capacity: int, margin: float, *,
+                 lr: float = 2e-3, halflife: int = 2000) -> None:
         self.threshold = threshold
-        self.cache_frac = cache_frac
+        self.capacity = max(1, int(capacity))
         self.margin = margin
         self.lr = lr
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
-        self.max_distinct = max_distinct
-        self._seen: set[Pair] = set()
         self._shadows = (ShadowLru(), ShadowLru(), ShadowLru())  # ours, markov, nextkey
         self.warm_rate = [0.0, 0.0, 0.0]
         self.hit_rate = [0.0, 0.0, 0.0]
+        self._ours = 0  # our effective warms since the last rate update
+        self._pending: tuple[list[bool], list[int]] | None = None
 
     def step(self, pair: Pair, scored: list[tuple[str, float]], markov: str | None,
              nextkey: str | None) -> list[tuple[str, float]]:
         """Account one request; return the warms of ``scored`` that pass the threshold."""
-        if len(self._seen) < self.max_distinct:
-            self._seen.add(pair)
-        cap = max(1, int(self.cache_frac * len(self._seen)))
+        self._request(pair, markov, nextkey)
         keep = [(key, s) for key, s in scored if s >= self.threshold]
-        warms = ([(pair[0], key) for key, _ in keep],
-                 [(pair[0], markov)] if markov is not None else [],
-                 [(pair[0], nextkey)] if nextkey is not None else [])
+        self.warm(pair[0], [key for key, _ in keep])
+        self._update()
+        return keep
+
+    def request(self, pair: Pair, markov: str | None, nextkey: str | None) -> None:
+        """Account one observed request (serve); rates and threshold move here."""
+        self._request(pair, markov, nextkey)
+        self._update()
+
+    def warm(self, tenant: str, keys: list[str]) -> None:
+        """Our warms of ``tenant``'s ``keys``, issued after the latest request."""
+        ours = self._shadows[0]
+        self._ours += sum(ours.warm((tenant, key), self.capacity) for key in keys)
+
+    def _request(self, pair: Pair, markov: str | None, nextkey: str | None) -> None:
+        cap = self.capacity
+        hits = [shadow.request(pair, cap) for shadow in self._shadows]
+        effs = [0,
+                int(markov is not None and self._shadows[1].warm((pair[0], markov), cap)),
+                int(nextkey is not None and self._shadows[2].warm((pair[0], nextkey), cap))]
+        self._pending = (hits, effs)
+
+    def _update(self) -> None:
+        if self._pending is None:
+            return
+        hits, effs = self._pending
+        effs[0], self._ours, self._pending = self._ours, 0, None
         a = self.alpha
-        for i, shadow in enumerate(self._shadows):
-            hit = shadow.request(pair, cap)
-            eff = sum(shadow.warm(w, cap) for w in warms[i])
-            self.hit_rate[i] += a * (hit - self.hit_rate[i])
-            self.warm_rate[i] += a * (eff - self.warm_rate[i])
+        for i in range(3):
+            self.hit_rate[i] += a * (hits[i] - self.hit_rate[i])
+            self.warm_rate[i] += a * (effs[i] - self.warm_rate[i])
         base = 1 if self.hit_rate[1] >= self.hit_rate[2] else 2
         gap = self.warm_rate[0] - (1.0 - self.margin) * self.warm_rate[base]
         self.threshold = min(1.0, max(0.0, self.threshold + self.lr * gap))
-        return keep

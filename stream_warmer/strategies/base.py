@@ -54,6 +54,14 @@ class WarmingStrategy(ABC):
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """Up to ``k`` predictions per window, best first, for the key after its newest."""
 
+    def set_cache_capacity(self, capacity: int) -> None:  # noqa: B027 - optional hook
+        """The capacity (objects, all tenants) of the cache this strategy warms.
+
+        Called by the evaluator before replay and by serve from its settings; the
+        default ignores it. A strategy whose predictions depend on it overrides this,
+        and the evaluator then gives it one instance per cache size.
+        """
+
     def forget(self, tenants: Iterable[str]) -> None:  # noqa: B027 - optional hook
         """Drop any per-tenant state of ``tenants`` (evicted or revoked)."""
 

@@ -59,17 +59,36 @@ class LstmStrategy(WarmingStrategy):
         self._free: list[int] = []
         self._pending: dict[str, list[Step]] = {}
         self._newest: dict[str, tuple[Step, np.ndarray]] = {}
-        self.budget = (WarmBudget(self.threshold, settings.budget_cache_frac,
-                                  settings.budget_margin) if settings.budget_online else None)
+        self.settings = settings
+        self.budget: WarmBudget | None = None
+        if settings.cache_capacity > 0:
+            self.set_cache_capacity(settings.cache_capacity)
 
     @property
     def model_version(self) -> str:
         """The version of the loaded model (stamped on warm commands)."""
         return self._version
 
+    def set_cache_capacity(self, capacity: int) -> None:
+        """Size the online budget's shadow caches (no budget when ``budget_online`` is off)."""
+        if not self.settings.budget_online:
+            return
+        if self.budget is None:
+            self.budget = WarmBudget(self.threshold, capacity, self.settings.budget_margin)
+        else:
+            self.budget.capacity = max(1, int(capacity))
+
+    def fresh(self) -> LstmStrategy:
+        """A new strategy over the same (frozen) model, with empty online state."""
+        return LstmStrategy(self.model, self.spec, self.threshold, self.settings,
+                            version=self._version, chunk=self.chunk)
+
     def observe(self, event: AccessEvent) -> None:
         """Track the access; the model advances lazily at the next predict."""
-        self._pending.setdefault(event.tenant, []).append(self._tracker.step(event))
+        step = self._tracker.step(event)
+        self._pending.setdefault(event.tenant, []).append(step)
+        if self.budget is not None:
+            self.budget.request((event.tenant, event.key), _markov(step), _next_key(event.key))
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """Up to ``k`` warms per window's tenant, for the key after its newest access."""
@@ -85,6 +104,8 @@ class LstmStrategy(WarmingStrategy):
         for w in windows:
             newest = self._newest.get(w.tenant)
             out.append(self._decode([newest[1]], [newest[0]], k)[0] if newest else [])
+            if self.budget is not None and out[-1]:
+                self.budget.warm(w.tenant, [p.key for p in out[-1]])
         return out
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
