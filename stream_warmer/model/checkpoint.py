@@ -2,7 +2,10 @@
 
 The manifest carries the constructor arguments (``arch``), the feature spec (the output
 classes and the fitted buckets, as plain lists), the class names, the trained
-threshold, validation metrics, each tensor's shape and dtype, and the weights' sha256.
+threshold, validation metrics, each tensor's shape and dtype, the weights' sha256 and
+``vocab_version`` (a hash of the feature spec: streaming state carries over between
+versions only when it is equal). This is the one artifact format: the trainer, the
+watcher's loader, ``strategies.lstm`` and the ``model`` CLI all use these functions.
 Loading rebuilds ``WarmNet`` from ``arch``, checks hash, shapes, dtypes and finiteness,
 then ``load_state_dict(strict=True)``; anything wrong raises ``ModelError``.
 """
@@ -44,6 +47,11 @@ def class_names(spec: FeatureSpec) -> list[str]:
     return ["no_warm", *ranks, f"size_stride_unit_{spec.size_unit}", "last_stride", *deltas]
 
 
+def vocab_version(features: dict[str, Any]) -> str:
+    """A short hash of a feature spec's JSON (input buckets and output classes)."""
+    return hashlib.sha256(json.dumps(features, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def to_artifact(model: WarmNet, spec: FeatureSpec, threshold: float,
                 metrics: dict[str, float] | None = None) -> tuple[bytes, dict[str, Any]]:
     """(safetensors bytes, manifest dict) of a model."""
@@ -51,11 +59,13 @@ def to_artifact(model: WarmNet, spec: FeatureSpec, threshold: float,
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = save(state)
+    features = spec.to_json()
     manifest = {
         "format": FORMAT,
         "arch": model.config.to_dict(),
-        "features": spec.to_json(),
+        "features": features,
         "vocab": class_names(spec),
+        "vocab_version": vocab_version(features),
         "threshold": float(threshold),
         "metrics": {k: float(v) for k, v in (metrics or {}).items() if math.isfinite(v)},
         "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()},

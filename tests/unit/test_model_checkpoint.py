@@ -87,3 +87,30 @@ def test_garbage_weights_and_missing_files_are_rejected(tmp_path: Path) -> None:
         from_artifact(junk, manifest)
     with pytest.raises(ModelError, match="cannot read"):
         load_checkpoint(tmp_path / "absent")
+
+
+def test_trainer_pack_is_the_checkpoint_format_and_unpack_checks_it() -> None:
+    from stream_warmer.model.train import Trained
+    from stream_warmer.trainer.lstm import pack, unpack
+    from stream_warmer.trainer.store import Artifact
+
+    model, spec = _model()
+    artifact = pack(Trained(model, spec, 0.3, {"val_hit": 0.5, "bad": float("nan")}))
+    assert artifact.manifest == to_artifact(model, spec, 0.3, {"val_hit": 0.5})[1]
+    back = unpack(artifact)
+    assert back.spec == spec and back.threshold == 0.3 and back.metrics == {"val_hit": 0.5}
+    tampered = bytearray(artifact.weights)
+    tampered[-1] ^= 1
+    with pytest.raises(ModelError, match="sha256"):
+        unpack(Artifact(bytes(tampered), artifact.manifest))
+
+
+def test_vocab_version_follows_the_feature_spec() -> None:
+    model, spec = _model()
+    _, manifest = to_artifact(model, spec, 0.3)
+    _, same = to_artifact(WarmNet(model.config), spec, 0.9)
+    assert manifest["vocab_version"] == same["vocab_version"]
+    other = FeatureSpec(deltas=(1, 8), gap_edges=(0.5, 2.0))
+    _, differs = to_artifact(WarmNet(build_config(other, ModelSettings(embed_dim=4, hidden=8))),
+                             other, 0.3)
+    assert differs["vocab_version"] != manifest["vocab_version"]
