@@ -16,10 +16,11 @@ import pytest
 import redis
 
 from stream_warmer.serve.app import ServeApp
-from stream_warmer.settings import Settings
+from stream_warmer.settings import KafkaSettings, Settings
 from stream_warmer.strategies import build_baseline
 from stream_warmer.trainer.publish import ModelPublisher
 from stream_warmer.trainer.store import RedisStore
+from stream_warmer.trainer.updates import ModelUpdate, publish_update
 from stream_warmer.trainer.watcher import ModelWatcher
 from tests.integration.serve_helpers import (
     committed,
@@ -156,14 +157,31 @@ def test_running_warmer_swaps_without_stopping(stack: dict[str, Any]) -> None:
     ) == high_watermarks(stack["kafka"], stack["topics"]["events"], 1)
 
 
+def _tampering_publisher(stack: dict[str, Any]) -> ModelPublisher:
+    """A publisher whose stored weights are swapped for other bytes before the announce.
+
+    The tampering must happen before the update is on the topic: a watcher that reads
+    the record first would fetch the still-intact artifact and (rightly) load it.
+    """
+    s: Settings = stack["settings"]
+    store: RedisStore = stack["store"]
+
+    def tamper_then_announce(kafka: KafkaSettings, topic: str, update: ModelUpdate) -> None:
+        stack["redis"].set(store.key(update.sha256), delta_artifact(8).weights)
+        publish_update(kafka, topic, update)
+
+    return ModelPublisher(
+        store, s.kafka, s.topics.model_updates, s.model.name, publish=tamper_then_announce
+    )
+
+
 def test_tampered_artifacts_are_rejected_and_old_version_serves(stack: dict[str, Any]) -> None:
-    publisher, store = stack["publisher"], stack["store"]
+    publisher = stack["publisher"]
     good = publisher.publish(delta_artifact(3), {}, 1_000_000_000_000)
     watcher = _watcher(stack)
     try:
         assert watcher.strategy_source() is not None
-        wrong_hash = publisher.publish(delta_artifact(7), {}, 1_000_000_100_000)
-        stack["redis"].set(store.key(wrong_hash.sha256), delta_artifact(8).weights)
+        wrong_hash = _tampering_publisher(stack).publish(delta_artifact(7), {}, 1_000_000_100_000)
         wrong_shapes = publisher.publish(delta_artifact(3, n=4), {}, 1_000_000_200_000)
         nan = publisher.publish(delta_artifact(float("nan")), {}, 1_000_000_300_000)
         _wait(lambda: len(watcher.rejected) == 3)
