@@ -66,6 +66,11 @@ class WarmBudget:
         self._ours = 0  # our effective warms since the last rate update
         self._pending: tuple[list[bool], list[int]] | None = None
 
+    def adopt(self, other: WarmBudget) -> None:
+        """Take over ``other``'s shadow caches and rates (a hot swap); keep our threshold."""
+        self._shadows = other._shadows
+        self.warm_rate, self.hit_rate = other.warm_rate, other.hit_rate
+
     def step(self, pair: Pair, scored: list[tuple[str, float]], markov: str | None,
              nextkey: str | None) -> list[tuple[str, float]]:
         """Account one request; return the warms of ``scored`` that pass the threshold."""

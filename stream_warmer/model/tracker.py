@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stream_warmer.events import AccessEvent
@@ -62,6 +63,27 @@ class CandidateTracker:
 
     def __len__(self) -> int:
         return len(self._t)
+
+    def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+        """Add successor counts learnt elsewhere (e.g. the Markov baseline) to ``tenant``.
+
+        ``table`` yields (key, {successor: count}), oldest first; the bounds of the spec
+        hold (the newest keys and, per key, the most frequent successors are kept). The
+        tenant's last key is not set, so its next access starts a fresh transition.
+        """
+        st = self._t.get(tenant)
+        if st is None:
+            st = self._t[tenant] = _Tenant(bucket=zlib.crc32(tenant.encode()) % TENANT_BUCKETS)
+        rows = list(table)[-self.spec.max_keys_per_tenant :]
+        for prev, counts in rows:
+            merged = st.succ.pop(parse_key(prev), {})
+            for key, n in counts.items():
+                k = parse_key(key)
+                merged[k] = merged.get(k, 0) + int(n)
+            top = sorted(merged.items(), key=lambda kv: -kv[1])[: self.spec.max_successors]
+            st.succ[parse_key(prev)] = dict(top)
+            if len(st.succ) > self.spec.max_keys_per_tenant:
+                del st.succ[next(iter(st.succ))]
 
     def step(self, ev: AccessEvent) -> Step:
         """Observe one access and return its inputs and candidates."""

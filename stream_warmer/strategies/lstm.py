@@ -27,6 +27,7 @@ from stream_warmer.model.net import StateSlots, WarmNet
 from stream_warmer.model.tracker import CandidateTracker, Step
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+from stream_warmer.strategies.baselines import Markov
 
 
 def pick_device(setting: str) -> torch.device:
@@ -132,6 +133,31 @@ class LstmStrategy(WarmingStrategy):
                 keep = self.budget.step((ev.tenant, ev.key), scored, _markov(step),
                                         _next_key(ev.key))
                 yield [Prediction(key, score) for key, score in keep]
+
+    def adopt_state(self, previous: WarmingStrategy) -> None:
+        """Take over the streaming state of the strategy this one replaces (hot swap).
+
+        From an ``LstmStrategy`` with the same feature spec: its tracker (successor
+        tables, last steps), pending steps and newest rows, and its recurrent slots when
+        the state tensors have the same shape (else tenants restart from zero state).
+        From a ``Markov`` baseline (the fallback before the first model): its successor
+        tables seed the tracker, so candidates exist right after the swap. Anything
+        else is ignored. The online budget keeps its shadows across an LSTM swap.
+        """
+        if isinstance(previous, LstmStrategy) and previous.spec == self.spec:
+            self._tracker, self._pending = previous._tracker, previous._pending
+            self._newest = previous._newest
+            if (previous._states.h.shape == self._states.h.shape
+                    and previous.device == self.device):
+                self._states, self._slots = previous._states, previous._slots
+                self._free = previous._free
+            else:  # tenants keep their candidates; their slots start from zero state
+                self._slots, self._free = OrderedDict(), []
+            if previous.budget is not None and self.budget is not None:
+                self.budget.adopt(previous.budget)
+        elif isinstance(previous, Markov):
+            for tenant, table in previous._tables.items():
+                self._tracker.seed(tenant, ((k, s.counts) for k, s in table.items()))
 
     def forget(self, tenants: Iterable[str]) -> None:
         """Drop tenants' tracker state and free their slots."""

@@ -95,3 +95,59 @@ def test_artifact_round_trip_and_warm_start(settings: Settings) -> None:
     _, manifest2 = train_artifact(_stream(600), settings, previous=(weights, manifest))
     assert manifest2["arch"] == manifest["arch"]
     assert manifest2["features"] == manifest["features"]  # warm start keeps the features
+
+
+def _serve(strategy: LstmStrategy, events: list[AccessEvent], k: int = 2) -> list[list[str]]:
+    out = []
+    for event in events:
+        strategy.observe(event)
+        out.append([p.key for p in strategy.predict([Window(event.tenant, (event,))], k)[0]])
+    return out
+
+
+def test_adopt_state_continues_the_stream_as_if_never_swapped(settings: Settings,
+                                                             strategy: LstmStrategy) -> None:
+    events = _stream(400)
+    whole = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    expected = _serve(whole, events)
+    before = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    _serve(before, events[:250])
+    after = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    after.adopt_state(before)
+    assert _serve(after, events[250:]) == expected[250:]
+    cold = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    assert _serve(cold, events[250:]) != expected[250:]  # the state is what made the difference
+
+
+def test_adopt_state_keeps_the_tracker_when_the_state_shape_differs(
+        settings: Settings, strategy: LstmStrategy) -> None:
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.train import build_config
+
+    before = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    _serve(before, _stream(250))
+    wider = WarmNet(build_config(strategy.spec, settings.model.model_copy(update={"hidden": 8})))
+    after = LstmStrategy(wider, strategy.spec, 0.0, settings.model)
+    after.adopt_state(before)
+    assert after._tracker is before._tracker
+    assert after._states.h.shape[-1] == 8 and not after._slots
+    assert _serve(after, _stream(260)[250:])  # runs on fresh slots, the tracker's candidates
+
+
+def test_adopt_state_seeds_successors_from_the_markov_fallback(settings: Settings,
+                                                               strategy: LstmStrategy) -> None:
+    from stream_warmer.strategies.baselines import Markov
+
+    events = _stream(600)
+    markov = Markov()
+    for event in events[:500]:
+        markov.observe(event)
+    seeded = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    seeded.adopt_state(markov)
+    cold = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    loop_event = next(e for e in events[500:] if e.tenant == "loop")
+    seeded_step = seeded._tracker.step(loop_event)
+    cold_step = cold._tracker.step(loop_event)
+    successor = markov.predict([Window("loop", (loop_event,))], 1)[0][0].key
+    assert seeded_step.cands[1] == int(successor)  # the Markov top successor is rank 1
+    assert cold_step.cands[1] is None

@@ -171,3 +171,48 @@ def test_source_is_streamed_twice_without_stats() -> None:
     [row] = evaluate("t", events, [StrategySpec("none", NoWarm)], [1], [1.0])
     assert len(calls) == 2
     assert row.hit_ratio == 1.0
+
+
+class CapacityAware(Scripted):
+    """Warms its table's keys only when told a cache of at least ``min_capacity``."""
+
+    def __init__(self, after: dict[str, list[str]], min_capacity: int) -> None:
+        super().__init__(after)
+        self.min_capacity = min_capacity
+        self.told: list[int] = []
+
+    def set_cache_capacity(self, capacity: int) -> None:
+        self.told.append(capacity)
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        if not self.told or self.told[-1] < self.min_capacity:
+            return [[] for _ in windows]
+        return super().predict(windows, k)
+
+
+def test_capacity_aware_strategies_get_one_instance_per_f_told_its_c() -> None:
+    # 8 distinct: C = 1 at f=0.125, 4 at f=0.5
+    events = trace("a b c d a b c d a b c d a b c d e f g h")
+    made: list[CapacityAware] = []
+
+    def make() -> WarmingStrategy:
+        made.append(CapacityAware({"e": ["f"], "f": ["g"], "g": ["h"]}, 4))
+        return made[-1]
+
+    rows = evaluate("t", lambda: events, [StrategySpec("aware", make)], [1], [0.125, 0.5])
+    assert [m.told for m in made] == [[1], [4]]
+    assert [(r.cache_frac, r.capacity) for r in rows] == [(0.125, 1), (0.5, 4)]
+    assert rows[0].warms_per_request == 0.0 and rows[1].warms_per_request > 0.0
+    plain = [Scripted({})]
+    evaluate("t", lambda: events, [StrategySpec("plain", lambda: plain[0])], [1], [0.125, 0.5])
+    assert len(plain) == 1  # not capacity-aware: one instance serves every f
+
+
+def test_a_shared_capacity_aware_instance_gets_one_lane_and_the_smallest_c() -> None:
+    events = trace("a b c d a b c d e f g h")
+    shared = CapacityAware({"a": ["b"]}, 1)
+    rows = evaluate("t", lambda: events, [StrategySpec("aware", lambda: shared)], [1],
+                    [0.125, 0.5])
+    assert shared.told == [1]
+    assert len(shared.observed) == len(events)  # fed once, not once per f
+    assert [r.capacity for r in rows] == [1, 4]
