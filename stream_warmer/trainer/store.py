@@ -1,14 +1,20 @@
 """The model store: content-addressed artifacts every replica can read.
 
 An artifact is the safetensors weights plus the JSON manifest (architecture,
-vocabulary, feature spec, metrics). Both are stored under the sha256 of the weights:
+vocabulary, feature spec, metrics). Each part is stored under its own sha256: two
+versions may share weights but not their manifest (the gate's numbers are in it), so
+keying the manifest by the weights' hash would let the newer one overwrite the older
+one's and make that version unloadable (no rollback to it).
 
 - ``RedisStore`` (default): ``{prefix}:model:sha256:<hex>`` holds the weights and
-  ``{prefix}:model:sha256:<hex>:manifest`` the manifest; the registry of published
+  ``{prefix}:model:manifest:sha256:<hex>`` a manifest; the registry of published
   versions is the hash ``{prefix}:model:versions:<name>`` (version -> update JSON).
 - ``DirStore`` (shared volumes): ``<dir>/sha256-<hex>.safetensors`` and
-  ``<dir>/sha256-<hex>.manifest.json``, written to a temporary name and renamed, so a
+  ``<dir>/manifest-sha256-<hex>.json``, written to a temporary name and renamed, so a
   reader never sees half a file; the registry is ``<dir>/versions/<name>/<version>.json``.
+
+Artifacts written before that layout (manifest beside its weights,
+``...:<hex>:manifest`` / ``sha256-<hex>.manifest.json``) are still read.
 
 ``fetch`` checks both hashes before returning anything, so a tampered or truncated
 artifact raises ``ModelError`` instead of reaching the loader.
@@ -117,18 +123,25 @@ class RedisStore:
         """The Redis key of the weights with this sha256."""
         return f"{self._prefix}:model:sha256:{_check_hex(sha)}"
 
+    def manifest_key(self, sha: str) -> str:
+        """The Redis key of the manifest with this sha256."""
+        return f"{self._prefix}:model:manifest:sha256:{_check_hex(sha)}"
+
     def put(self, artifact: Artifact) -> StoredArtifact:
         """SET weights and manifest (content-addressed, so rewriting is harmless)."""
         sha = sha256_hex(artifact.weights)
         raw = manifest_bytes(artifact.manifest)
-        key = self.key(sha)
-        self._call(lambda: self._redis.mset({key: artifact.weights, f"{key}:manifest": raw}))
-        return StoredArtifact(sha, sha256_hex(raw), f"redis:{key}")
+        key, manifest_sha = self.key(sha), sha256_hex(raw)
+        parts = {key: artifact.weights, self.manifest_key(manifest_sha): raw}
+        self._call(lambda: self._redis.mset(parts))
+        return StoredArtifact(sha, manifest_sha, f"redis:{key}")
 
     def fetch(self, update: ModelUpdate) -> Artifact:
         """GET both parts and verify them against the update."""
         key = self.key(update.sha256)
-        weights, raw = self._call(lambda: self._redis.mget([key, f"{key}:manifest"]))
+        keys = [key, self.manifest_key(update.manifest_sha256), f"{key}:manifest"]  # + legacy
+        weights, raw, legacy = self._call(lambda: self._redis.mget(keys))
+        raw = raw if raw is not None else legacy
         if weights is None or raw is None:
             msg = f"artifact of {update.version} is missing from Redis ({key})"
             raise ModelError(msg)
@@ -168,21 +181,28 @@ class DirStore:
         """The weights file of this sha256."""
         return self._root / f"sha256-{_check_hex(sha)}.safetensors"
 
+    def manifest_path(self, sha: str) -> Path:
+        """The manifest file of this sha256."""
+        return self._root / f"manifest-sha256-{_check_hex(sha)}.json"
+
     def put(self, artifact: Artifact) -> StoredArtifact:
         """Write manifest then weights, each atomically (temp file + rename)."""
         sha = sha256_hex(artifact.weights)
         raw = manifest_bytes(artifact.manifest)
-        path = self.path(sha)
-        _atomic_write(path.with_suffix(".manifest.json"), raw)
+        path, manifest_sha = self.path(sha), sha256_hex(raw)
+        _atomic_write(self.manifest_path(manifest_sha), raw)
         _atomic_write(path, artifact.weights)
-        return StoredArtifact(sha, sha256_hex(raw), f"file:{path}")
+        return StoredArtifact(sha, manifest_sha, f"file:{path}")
 
     def fetch(self, update: ModelUpdate) -> Artifact:
         """Read both files and verify them against the update."""
         path = self.path(update.sha256)
+        manifest = self.manifest_path(update.manifest_sha256)
+        if not manifest.exists():
+            manifest = path.with_suffix(".manifest.json")  # the layout before manifest_path
         try:
             weights = path.read_bytes()
-            raw = path.with_suffix(".manifest.json").read_bytes()
+            raw = manifest.read_bytes()
         except OSError as exc:
             msg = f"artifact of {update.version} cannot be read from {path}: {exc}"
             raise ModelError(msg) from exc

@@ -78,7 +78,9 @@ def test_redis_key_layout() -> None:
     key = f"pfx:model:sha256:{update.sha256}"
     assert update.artifact == f"redis:{key}"
     assert fake.data[key] == delta_artifact(3).weights
-    assert f"{key}:manifest" in fake.data
+    assert fake.data[f"pfx:model:manifest:sha256:{update.manifest_sha256}"] == manifest_bytes(
+        delta_artifact(3).manifest
+    )
 
 
 def test_tampered_weights_rejected(store: Any) -> None:
@@ -95,11 +97,36 @@ def test_tampered_manifest_rejected(store: Any) -> None:
     update = update_for(store, delta_artifact(3))
     bad = manifest_bytes({"arch": {"kind": "delta", "n": 2}})
     if isinstance(store, DirStore):
-        store.path(update.sha256).with_suffix(".manifest.json").write_bytes(bad)
+        store.manifest_path(update.manifest_sha256).write_bytes(bad)
     else:
-        store._redis.data[store.key(update.sha256) + ":manifest"] = bad
+        store._redis.data[store.manifest_key(update.manifest_sha256)] = bad
     with pytest.raises(ModelError, match="manifest hash mismatch"):
         store.fetch(update)
+
+
+def test_versions_sharing_weights_keep_their_own_manifests(store: Any) -> None:
+    # a re-publication (or a round that ends on the live weights) has the same weights
+    # but a manifest of its own: the older version must stay loadable (rollback)
+    art = delta_artifact(3)
+    older = update_for(store, Artifact(art.weights, {**art.manifest, "gate": {"n": 1}}), "v1")
+    newer = update_for(store, Artifact(art.weights, {**art.manifest, "gate": {"n": 2}}), "v2")
+    assert older.sha256 == newer.sha256
+    assert older.manifest_sha256 != newer.manifest_sha256
+    assert store.fetch(older).manifest["gate"] == {"n": 1}
+    assert store.fetch(newer).manifest["gate"] == {"n": 2}
+
+
+def test_legacy_manifest_location_still_read(store: Any) -> None:
+    art = delta_artifact(3)
+    update = update_for(store, art)
+    raw = manifest_bytes(art.manifest)
+    if isinstance(store, DirStore):
+        store.manifest_path(update.manifest_sha256).unlink()
+        store.path(update.sha256).with_suffix(".manifest.json").write_bytes(raw)
+    else:
+        del store._redis.data[store.manifest_key(update.manifest_sha256)]
+        store._redis.data[store.key(update.sha256) + ":manifest"] = raw
+    assert store.fetch(update).manifest == art.manifest
 
 
 def test_missing_artifact_rejected(store: Any) -> None:
