@@ -3,12 +3,16 @@
 Rows ``{mode, batch, vocab, device, predictions_per_s, ms_per_batch}`` for window mode
 (whole window each time) and streaming mode (one step from per-tenant state slots),
 then the real serve path (``LstmStrategy.observe`` + ``predict``) against the bare
-model on the same feature-sized head, as a ratio.
+model on the same feature-sized head, as a ratio: ``serve-path`` with the GC heap
+frozen after warm-up, as serve runs by default (``batch.gc_freeze``: full collections
+over long-lived tracker state are otherwise a large share of the time), and
+``serve-gc`` without freezing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 from collections.abc import Callable
@@ -107,13 +111,20 @@ def _serve_path(settings: Any, spec: Any, seconds: float, batch: int = 1024
     states = StateSlots(cfg.layers, batch, cfg.hidden, torch.device("cpu"))
     with torch.inference_mode():
         bare = _time(lambda: model.step(cats, bits, torch.arange(batch), states), seconds)
-    path = _time(serve, seconds)
+    unfrozen = _time(serve, seconds)
+    gc.collect()
+    gc.freeze()  # what serve does at each checkpoint
+    try:
+        frozen = _time(serve, seconds)
+    finally:
+        gc.unfreeze()
+    row = {"batch": batch, "vocab": cfg.n_classes, "device": "cpu"}
     return [
-        {"mode": "bare-model", "batch": batch, "vocab": cfg.n_classes, "device": "cpu",
-         "predictions_per_s": batch / bare, "ms_per_batch": bare * 1e3},
-        {"mode": "serve-path", "batch": batch, "vocab": cfg.n_classes, "device": "cpu",
-         "predictions_per_s": batch / path, "ms_per_batch": path * 1e3,
-         "ratio_to_bare": bare / path},
+        {"mode": "bare-model", **row, "predictions_per_s": batch / bare,
+         "ms_per_batch": bare * 1e3},
+        *({"mode": mode, **row, "predictions_per_s": batch / sec, "ms_per_batch": sec * 1e3,
+           "ratio_to_bare": bare / sec}
+          for mode, sec in (("serve-path", frozen), ("serve-gc", unfrozen))),
     ]
 
 

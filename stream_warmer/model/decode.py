@@ -16,22 +16,33 @@ import numpy.typing as npt
 from stream_warmer.model.features import Key
 
 
-def choose(probs: npt.NDArray[np.float32], cands: Sequence[Sequence[Key | None]],
-           k: int = 1) -> list[list[tuple[Key, float]]]:
-    """Per row: up to ``k`` (key, pooled probability), best first (class 0 is NO-WARM)."""
-    out: list[list[tuple[Key, float]]] = []
-    rows = probs.tolist()
-    for row, cand in zip(rows, cands, strict=True):
-        pooled: dict[Key, float] = {}
-        for c, key in enumerate(cand):
-            if key is not None:
-                pooled[key] = pooled.get(key, 0.0) + row[c]
-        if not pooled:
-            out.append([])
-            continue
-        best = sorted(pooled.items(), key=lambda kv: -kv[1])[:k]
-        out.append(best)
-    return out
+def choose(probs: npt.NDArray[np.float32] | Sequence[list[float]],
+           cands: Sequence[Sequence[Key | None]], k: int = 1) -> list[list[tuple[Key, float]]]:
+    """Per row: up to ``k`` (key, pooled probability), best first (class 0 is NO-WARM).
+
+    ``probs`` is (B, C), an array or rows of floats. Ties go to the key whose first
+    class comes first (a stable order).
+    """
+    rows = probs.tolist() if isinstance(probs, np.ndarray) else probs
+    return [_pooled_top(row, cand, k) for row, cand in zip(rows, cands, strict=True)]
+
+
+def _pooled_top(row: list[float], cand: Sequence[Key | None], k: int
+                ) -> list[tuple[Key, float]]:
+    pooled: dict[Key, float] = {}
+    for key, p in zip(cand, row):  # noqa: B905 - a row may be longer than its cands
+        if key is not None:
+            pooled[key] = pooled.get(key, 0.0) + p
+    if not pooled:
+        return []
+    if k == 1:  # max keeps the first of equal scores, like the stable sort
+        best = max(pooled, key=pooled.__getitem__)
+        return [(best, pooled[best])]
+    return sorted(pooled.items(), key=_neg_score)[:k]
+
+
+def _neg_score(kv: tuple[Key, float]) -> float:
+    return -kv[1]
 
 
 def lru_replay(pairs: Sequence[tuple[str, Key]], warms: Sequence[tuple[str, Key] | None],

@@ -15,6 +15,8 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import NamedTuple
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.features import (
@@ -37,9 +39,8 @@ class _Tenant:
     bucket: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Model inputs and candidates of one access."""
+class Step(NamedTuple):
+    """Model inputs and candidates of one access (a tuple: cheap on the serve path)."""
 
     cats: tuple[int, ...]
     correct: int
@@ -56,6 +57,12 @@ class CandidateTracker:
         self._off = [int(x) for x in spec.cat_offsets]
         self._gap = list(spec.gap_edges)
         self._size = list(spec.size_edges)
+        base = 1 + spec.ranks  # the size stride and every fixed delta exist for int keys
+        self._int_bits = (1 << base) | (((1 << len(spec.deltas)) - 1) << (base + 2))
+        self._last_bit = 1 << (base + 1)
+        self._ranks, self._unit, self._deltas = spec.ranks, spec.size_unit, spec.deltas
+        self._no_ranks: list[Key | None] = [None] * spec.ranks
+        self._no_ints: list[Key | None] = [None] * (2 + len(spec.deltas))
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""
@@ -86,32 +93,33 @@ class CandidateTracker:
                 del st.succ[next(iter(st.succ))]
 
     def step(self, ev: AccessEvent) -> Step:
-        """Observe one access and return its inputs and candidates."""
+        """Observe one access and return its inputs and candidates (the serve hot path)."""
         st = self._t.get(ev.tenant)
         if st is None:
             bucket = zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS
             st = self._t[ev.tenant] = _Tenant(bucket=bucket)
         key = parse_key(ev.key)
         correct = 0
-        for i, cand in enumerate(st.cands):
-            if cand == key:
-                correct |= 1 << i
-        if st.cands and not correct:
-            correct = 1  # NO-WARM was the right call
-        delta_id = 0
-        if st.key is not None:
-            self._learn(st, st.key, key)
-            if isinstance(key, int) and isinstance(st.key, int):
-                delta_id = signed_log_bucket(key - st.key)
-                st.delta = key - st.key
-        gap = ev.ts - st.ts if st.key is not None else -1
+        if st.cands:
+            correct = _match_bits(st.cands, key) if key in st.cands else 1  # 1: NO-WARM
+        prev, delta_id, gap = st.key, 0, -1
+        if prev is not None:
+            self._learn(st, prev, key)
+            gap = ev.ts - st.ts
+            if isinstance(key, int) and isinstance(prev, int):
+                st.delta = key - prev
+                delta_id = signed_log_bucket(st.delta)
         succ = st.succ.get(key)
-        cands = self._candidates(st, key, ev.size or 1, succ)
-        present = 0
-        for i, cand in enumerate(cands):
-            if cand is not None:
-                present |= 1 << i
-        cats = self._cats(ev, st, delta_id, gap, succ=succ, key=key)
+        cands, present = self._candidates(st, key, ev.size or 1, succ)
+        o = self._off
+        size = ev.size
+        cats = (o[0] + delta_id,
+                o[1] + (min(max(succ.values()).bit_length(), 15) if succ else 0),
+                o[2] + (len(succ) if succ else 0), o[3] + OPS.get(ev.op, 0),
+                o[4] + (0 if gap < 0 else 1 + bisect.bisect_left(self._gap, math.log1p(gap))),
+                o[5] + (0 if size is None else
+                        1 + bisect.bisect_left(self._size, math.log1p(size))),
+                o[6] + st.bucket, o[7] + int(key in st.succ))
         st.key, st.ts, st.cands = key, ev.ts, cands
         return Step(cats, correct, present, cands)
 
@@ -131,30 +139,32 @@ class CandidateTracker:
             succ[key] = 1
 
     def _candidates(self, st: _Tenant, key: Key, size: int,
-                    succ: dict[Key, int] | None) -> list[Key | None]:
-        spec = self.spec
-        cands: list[Key | None] = [None] * spec.n_classes
+                    succ: dict[Key, int] | None) -> tuple[list[Key | None], int]:
+        """The candidate key of each class (None where absent) and the ``present`` bits."""
+        ranks, present = self._no_ranks, 0
         if succ:
-            ranked = sorted(succ.items(), key=lambda kv: -kv[1])  # stable: first seen first
-            for r in range(min(spec.ranks, len(ranked))):
-                cands[1 + r] = ranked[r][0]
-        if isinstance(key, int):
-            base = 1 + spec.ranks
-            cands[base] = key + max(1, size // spec.size_unit)
-            if st.delta:
-                cands[base + 1] = key + st.delta
-            for j, d in enumerate(spec.deltas):
-                cands[base + 2 + j] = key + d
-        return cands
+            n = self._ranks
+            if len(succ) == 1:
+                ranks = [*succ, *self._no_ranks[1:]]
+                present = 2
+            else:  # stable: first seen first among equal counts
+                top = [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:n]]
+                ranks = [*top, *self._no_ranks[len(top):]]
+                present = ((1 << len(top)) - 1) << 1
+        if not isinstance(key, int):
+            return [None, *ranks, *self._no_ints], present
+        delta = st.delta
+        cands: list[Key | None] = [None, *ranks, key + max(1, size // self._unit),
+                                   key + delta if delta else None,
+                                   *[key + d for d in self._deltas]]
+        return cands, present | self._int_bits | (self._last_bit if delta else 0)
 
-    def _cats(self, ev: AccessEvent, st: _Tenant, delta_id: int, gap: int, *,
-              succ: dict[Key, int] | None, key: Key) -> tuple[int, ...]:
-        top = max(succ.values()) if succ else 0
-        gap_id = 0 if gap < 0 else 1 + bisect.bisect_left(self._gap, math.log1p(gap))
-        size_id = 0 if ev.size is None else 1 + bisect.bisect_left(
-            self._size, math.log1p(ev.size))
-        o = self._off
-        return (o[0] + delta_id, o[1] + min(top.bit_length(), 15),
-                o[2] + (len(succ) if succ else 0), o[3] + OPS.get(ev.op, 0),
-                o[4] + gap_id, o[5] + size_id, o[6] + st.bucket,
-                o[7] + int(key in st.succ))
+
+def _match_bits(cands: list[Key | None], key: Key) -> int:
+    """Bitmask of the classes whose candidate is ``key``."""
+    bits, bit = 0, 1
+    for cand in cands:
+        if cand == key:
+            bits |= bit
+        bit <<= 1
+    return bits

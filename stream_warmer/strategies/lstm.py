@@ -59,7 +59,7 @@ class LstmStrategy(WarmingStrategy):
         self._slots: OrderedDict[str, int] = OrderedDict()
         self._free: list[int] = []
         self._pending: dict[str, list[Step]] = {}
-        self._newest: dict[str, tuple[Step, np.ndarray]] = {}
+        self._newest: dict[str, tuple[Step, list[float]]] = {}  # newest step, its probs
         self.settings = settings
         self.budget: WarmBudget | None = None
         if settings.cache_capacity > 0:
@@ -97,16 +97,24 @@ class LstmStrategy(WarmingStrategy):
             if w.tenant not in self._newest and w.tenant not in self._pending:
                 for ev in w.events:
                     self.observe(ev)
-        probs = self._advance(list(self._pending))
-        for tenant, rows in probs.items():
-            self._newest[tenant] = (self._pending[tenant][-1], rows[-1])
-        self._pending.clear()
-        out = []
-        for w in windows:
-            newest = self._newest.get(w.tenant)
-            out.append(self._decode([newest[1]], [newest[0]], k)[0] if newest else [])
-            if self.budget is not None and out[-1]:
-                self.budget.warm(w.tenant, [p.key for p in out[-1]])
+        if self._pending:
+            pending = self._pending
+            for group, lens, probs in self._advance(list(pending)):
+                last = (probs[:, 0] if probs.shape[1] == 1 else  # one step each
+                        probs[np.arange(len(lens)), np.asarray(lens) - 1]).tolist()  # (B, C)
+                steps = [pending[t][-1] for t in group]
+                self._newest.update(zip(group, zip(steps, last, strict=True), strict=True))
+            pending.clear()
+        out: list[list[Prediction]] = [[] for _ in windows]
+        found = [(i, newest) for i, w in enumerate(windows)
+                 if (newest := self._newest.get(w.tenant)) is not None]
+        if not found:
+            return out
+        decoded = self._decode([n[1] for _, n in found], [n[0] for _, n in found], k)
+        for (i, _), preds in zip(found, decoded, strict=True):
+            out[i] = preds
+            if self.budget is not None and preds:
+                self.budget.warm(windows[i].tenant, [p.key for p in preds])
         return out
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
@@ -119,13 +127,14 @@ class LstmStrategy(WarmingStrategy):
                 by_tenant.setdefault(ev.tenant, []).append(i)
             for tenant, idx in by_tenant.items():
                 self._pending.setdefault(tenant, []).extend(steps[i] for i in idx)
-            probs = self._advance(list(by_tenant))
-            rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)
-            for tenant, idx in by_tenant.items():
-                rows[idx] = probs[tenant]
-                self._newest[tenant] = (steps[idx[-1]], probs[tenant][-1])
+            rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
+            for group, lens, probs in self._advance(list(by_tenant)):
+                for r, (tenant, n) in enumerate(zip(group, lens, strict=True)):
+                    idx = by_tenant[tenant]
+                    rows[idx] = probs[r, :n]
+                    self._newest[tenant] = (steps[idx[-1]], probs[r, n - 1].tolist())
             self._pending.clear()
-            picks = self._scored(list(rows), steps, k)
+            picks = self._scored(rows, steps, k)
             if self.budget is None:
                 yield from self._filter(picks)
                 continue
@@ -169,18 +178,35 @@ class LstmStrategy(WarmingStrategy):
             if slot is not None:
                 self._free.append(slot)
 
-    def _decode(self, rows: Sequence[np.ndarray], steps: Sequence[Step], k: int
+    def _decode(self, rows: list[list[float]], steps: Sequence[Step], k: int
                 ) -> list[list[Prediction]]:
-        return self._filter(self._scored(rows, steps, k))
+        """``_filter(_scored(...))`` in one pass (the serve path)."""
+        t = self.budget.threshold if self.budget is not None else self.threshold
+        picks = choose(rows, [s.cands for s in steps], k)
+        return [[Prediction(str(key), score if score < 1.0 else 1.0)
+                 for key, score in p if score >= t] for p in picks]
 
-    def _scored(self, rows: Sequence[np.ndarray], steps: Sequence[Step], k: int
+    def _scored(self, rows: np.ndarray, steps: Sequence[Step], k: int
                 ) -> list[list[tuple[str, float]]]:
-        picks = choose(np.stack(rows), [s.cands for s in steps], k)
+        picks = choose(rows, [s.cands for s in steps], k)  # rows (N, C)
         return [[(str(key), min(1.0, score)) for key, score in p] for p in picks]
 
     def _filter(self, picks: list[list[tuple[str, float]]]) -> list[list[Prediction]]:
         t = self.budget.threshold if self.budget is not None else self.threshold
         return [[Prediction(key, score) for key, score in p if score >= t] for p in picks]
+
+    def _slot_ids(self, group: list[str]) -> list[int]:
+        """``_slot`` of each tenant; the common case (a slot exists) inline."""
+        get, touch = self._slots.get, self._slots.move_to_end
+        out = []
+        for tenant in group:
+            slot = get(tenant)
+            if slot is None:
+                out.append(self._slot(tenant))
+            else:
+                touch(tenant)
+                out.append(slot)
+        return out
 
     def _slot(self, tenant: str) -> int:
         slot = self._slots.get(tenant)
@@ -199,26 +225,23 @@ class LstmStrategy(WarmingStrategy):
         self._slots[tenant] = slot
         return slot
 
-    def _advance(self, tenants: list[str]) -> dict[str, np.ndarray]:
-        """Run each tenant's pending steps from its slot state; probabilities (n_i, C)."""
-        out: dict[str, np.ndarray] = {}
+    def _advance(self, tenants: list[str]) -> list[tuple[list[str], list[int], np.ndarray]]:
+        """Run each tenant's pending steps from its slot state, in groups of at most the
+        slot capacity: (tenants, their step counts, probabilities (B, T, C)) per group."""
+        out = []
         cap = self._states.capacity
         for start in range(0, len(tenants), cap):
             group = [t for t in tenants[start : start + cap] if self._pending.get(t)]
             if group:
-                out.update(self._advance_group(group))
+                out.append(self._advance_group(group))
         return out
 
-    def _advance_group(self, group: list[str]) -> dict[str, np.ndarray]:
+    def _advance_group(self, group: list[str]) -> tuple[list[str], list[int], np.ndarray]:
         seqs = [self._pending[t] for t in group]
-        slots = torch.tensor([self._slot(t) for t in group], device=self.device)  # (B,)
-        lengths = torch.tensor([len(s) for s in seqs])  # (B,)
-        t_max, n_cats = int(lengths.max()), len(self.spec.cat_sizes)
-        cats = torch.zeros(len(seqs), t_max, n_cats, dtype=torch.long)  # (B, T, K)
-        masks = torch.zeros(len(seqs), t_max, 2, dtype=torch.long)  # (B, T, 2)
-        for r, seq in enumerate(seqs):
-            cats[r, : len(seq)] = torch.tensor([s.cats for s in seq])
-            masks[r, : len(seq)] = torch.tensor([(s.correct, s.present) for s in seq])
+        slots = torch.tensor(self._slot_ids(group), device=self.device)  # (B,)
+        lens = [len(s) for s in seqs]
+        cats, masks = _padded(seqs, lens)  # (B, T, K), (B, T, 2)
+        lengths = torch.tensor(lens)  # (B,)
         bits = expand_bits(masks[..., 0], masks[..., 1], self.spec.n_classes)  # (B, T, 2C)
         with torch.inference_mode():
             state = (self._states.h[:, slots], self._states.c[:, slots])  # (L, B, H) each
@@ -227,7 +250,25 @@ class LstmStrategy(WarmingStrategy):
             self._states.h[:, slots] = h
             self._states.c[:, slots] = c
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, T, C)
-        return {t: probs[r, : len(s)] for r, (t, s) in enumerate(zip(group, seqs, strict=True))}
+        return group, lens, probs
+
+
+def _padded(seqs: list[list[Step]], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T, K) categorical ids and (B, T, 2) bitmasks of step sequences."""
+    flat = [s for seq in seqs for s in seq]
+    both = np.array([(*s.cats, s.correct, s.present) for s in flat], dtype=np.int64)  # (N, K+2)
+    cats, masks = both[:, :-2], both[:, -2:]  # (N, K), (N, 2)
+    b, t_max = len(seqs), max(lens)
+    if t_max == 1:  # the serve path: one new step per tenant
+        return torch.from_numpy(cats[:, None]), torch.from_numpy(masks[:, None])
+    rows = np.repeat(np.arange(b), lens)  # (N,)
+    starts = np.repeat(np.cumsum([0, *lens[:-1]]), lens)  # (N,)
+    cols = np.arange(len(flat)) - starts  # (N,)
+    cats_p = np.zeros((b, t_max, cats.shape[1]), dtype=np.int64)  # (B, T, K)
+    masks_p = np.zeros((b, t_max, 2), dtype=np.int64)  # (B, T, 2)
+    cats_p[rows, cols] = cats
+    masks_p[rows, cols] = masks
+    return torch.from_numpy(cats_p), torch.from_numpy(masks_p)
 
 
 def _markov(step: Step) -> str | None:

@@ -151,3 +151,73 @@ def test_adopt_state_seeds_successors_from_the_markov_fallback(settings: Setting
     successor = markov.predict([Window("loop", (loop_event,))], 1)[0][0].key
     assert seeded_step.cands[1] == int(successor)  # the Markov top successor is rank 1
     assert cold_step.cands[1] is None
+
+
+def _reference(strategy: LstmStrategy, events: list[AccessEvent], k: int
+               ) -> list[list[tuple[str, float]]]:
+    """Per event, the plain computation: whole-sequence forward per tenant, dict pooling."""
+    import torch
+
+    from stream_warmer.model.dataset import expand_bits
+    from stream_warmer.model.tracker import CandidateTracker
+
+    tracker = CandidateTracker(strategy.spec)
+    steps = [tracker.step(e) for e in events]
+    probs: dict[str, list[list[float]]] = {}
+    for tenant in {e.tenant for e in events}:
+        mine = [s for s, e in zip(steps, events, strict=True) if e.tenant == tenant]
+        cats = torch.tensor([s.cats for s in mine])[None]  # (1, T, K)
+        bits = expand_bits(torch.tensor([s.correct for s in mine]),
+                           torch.tensor([s.present for s in mine]),
+                           strategy.spec.n_classes)[None]  # (1, T, 2C)
+        with torch.inference_mode():
+            logits, _ = strategy.model.forward_seq(cats, bits)  # (1, T, C)
+        probs[tenant] = torch.softmax(logits[0], dim=-1).tolist()
+    seen: dict[str, int] = {}
+    out = []
+    for step, event in zip(steps, events, strict=True):
+        row = probs[event.tenant][seen.setdefault(event.tenant, 0)]
+        seen[event.tenant] += 1
+        pooled: dict[object, float] = {}
+        for c, key in enumerate(step.cands):
+            if key is not None:
+                pooled[key] = pooled.get(key, 0.0) + row[c]
+        best = sorted(pooled.items(), key=lambda kv: -kv[1])[:k]
+        out.append([(str(key), min(1.0, p)) for key, p in best])
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_serve_path_matches_the_plain_computation(settings: Settings, k: int) -> None:
+    from stream_warmer.model.features import FeatureSpec
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.train import build_config
+
+    torch_seed = __import__("torch").manual_seed
+    torch_seed(7)
+    spec = FeatureSpec(deltas=(1, 2, 8, -1), gap_edges=(0.5, 2.0), size_edges=(6.0, 8.0))
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"max_state_slots": 16})
+    rng = random.Random(11)
+    keys = [str(rng.randrange(40)) for _ in range(20)] + ["a", "b"]
+    events = [AccessEvent(tenant=f"t{rng.randrange(6)}", ts=3 * i,
+                          key=rng.choice(keys) if rng.random() < 0.6 else str(100 + i),
+                          size=rng.choice([None, 512, 4096])) for i in range(900)]
+    expected = _reference(LstmStrategy(model, spec, 0.0, ms), events, k)
+    serve = LstmStrategy(model, spec, 0.0, ms)
+    i = checked = 0
+    while i < len(events):
+        batch = events[i : i + rng.randrange(1, 30)]
+        for event in batch:
+            serve.observe(event)
+        last = {e.tenant: i + j for j, e in enumerate(batch)}  # newest event per tenant
+        got = serve.predict([Window(t, (events[j],)) for t, j in last.items()], k)
+        for j, preds in zip(last.values(), got, strict=True):
+            assert [p.key for p in preds] == [key for key, _ in expected[j]]
+            assert [p.score for p in preds] == pytest.approx([s for _, s in expected[j]],
+                                                             abs=1e-5)
+            checked += 1
+        i += len(batch)
+    assert checked > 300
+    streamed = list(LstmStrategy(model, spec, 0.0, ms).predict_stream(events, k))
+    assert [[p.key for p in ps] for ps in streamed] == [[key for key, _ in e] for e in expected]
