@@ -124,9 +124,13 @@ def child_env(
         "STREAM_WARMER_TOPICS__MODEL_UPDATES": topics.model_updates,
         "STREAM_WARMER_REDIS__KEY_PREFIX": f"demo-{run_id}",
         "STREAM_WARMER_METRICS__LOG_FORMAT": "text",
+        # trainer, warmer and replay share the machine: one torch thread each (torch's
+        # default of one per core made a 60k-event round take minutes, not ~20 s)
+        "STREAM_WARMER_MODEL__CPU_THREADS": "1",
     }
-    # retrain twice over the replay, so that the demo shows a first version and a swap
-    every = max(5_000, replay_events // 3)
+    # retrain every fifth of the replay (on that many recent events), so that a first
+    # version is published, swapped in and serves well before the replay ends
+    every = max(5_000, replay_events // 5)
     warmer = {
         **common,
         "STREAM_WARMER_KAFKA__CONSUMER_GROUP": f"demo-{run_id}",

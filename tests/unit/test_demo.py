@@ -57,7 +57,9 @@ def test_child_envs_are_valid_settings() -> None:
     assert w.topics.access_events == t.topics.access_events == "demo-r1-access-events"
     assert w.kafka.consumer_group != t.trainer.consumer_group
     assert w.strategy.name == "lstm"
-    assert t.trainer.retrain_every_events == 30_000
+    assert t.trainer.retrain_every_events == 18_000
+    assert t.trainer.buffer_events == 20_000
+    assert w.model.cpu_threads == t.model.cpu_threads == 1
     assert w.metrics.port != t.metrics.port
 
 
