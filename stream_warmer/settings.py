@@ -118,7 +118,11 @@ class BatchSettings(_Section):
     """Micro-batching: flush at ``max_batch`` tenants or ``max_delay_ms``, whichever first."""
 
     max_batch: int = Field(1024, ge=1, le=65_536)
-    max_delay_ms: float = Field(20.0, gt=0, le=60_000)
+    # 5 ms: the batching wait is the part of the event-to-warm tail the app controls
+    # (paced 20k ev/s, 2 cores: p99 ~11 ms at 5 vs 25-35 ms at 20); bench pipeline's
+    # throughput ratio is unchanged (one Redis round trip per flush is cheap beside a
+    # poll batch's handling)
+    max_delay_ms: float = Field(5.0, gt=0, le=60_000)
     poll_batch: int = Field(2048, ge=1, le=100_000)
     checkpoint_interval_s: float = Field(1.0, gt=0, le=600)
     # freeze the heap at each checkpoint: the cyclic GC then stops rescanning the

@@ -30,14 +30,14 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     s = load_settings(path, {})
     assert s.batch.max_batch == 64
     assert s.kafka.consumer_group == "g1"
-    assert s.batch.max_delay_ms == 20.0  # untouched default
+    assert s.batch.max_delay_ms == 5.0  # untouched default
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
-    path = _toml(tmp_path, "[batch]\nmax_batch = 64\nmax_delay_ms = 5.0\n")
+    path = _toml(tmp_path, "[batch]\nmax_batch = 64\nmax_delay_ms = 8.0\n")
     s = load_settings(path, {"STREAM_WARMER_BATCH__MAX_BATCH": "128"})
     assert s.batch.max_batch == 128
-    assert s.batch.max_delay_ms == 5.0
+    assert s.batch.max_delay_ms == 8.0
 
 
 def test_config_file_from_env(tmp_path: Path) -> None:
