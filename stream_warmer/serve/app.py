@@ -303,14 +303,21 @@ class ServeApp:
             log.warning("checkpoint skipped: producer has not delivered yet",
                         extra={"undelivered": undelivered})
             return False
-        self._commit()
+        self._commit(asynchronous=trigger == "interval")
         self.stats.checkpoints += 1
         self.metrics.checkpoints.labels(trigger).inc()
         return True
 
-    def _commit(self) -> None:
+    def _commit(self, asynchronous: bool) -> None:
+        """Commit the stored offsets (their side effects are flushed by now).
+
+        Interval checkpoints do not wait for the broker: a synchronous commit stalled
+        the loop ~7 ms (up to ~35 ms) every interval, a share of the latency tail. A
+        failed async commit is logged (``on_commit``) and superseded by the next one;
+        revoke and shutdown wait for theirs.
+        """
         try:
-            self._consumer.commit(asynchronous=False)
+            self._consumer.commit(asynchronous=asynchronous)
         except KafkaException as exc:
             if exc.args[0].code() == _KafkaErr._NO_OFFSET:
                 return

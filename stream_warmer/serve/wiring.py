@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from stream_warmer.serve.batcher import MicroBatcher
 from stream_warmer.serve.engine import LatencyObserver, WarmEngine
@@ -19,6 +20,8 @@ from stream_warmer.serve.sinks import KafkaSink, RedisSink, redis_client
 from stream_warmer.serve.windows import TenantWindows
 from stream_warmer.settings import Settings
 from stream_warmer.strategies.base import WarmingStrategy
+
+log = logging.getLogger(__name__)
 
 
 class Clients:
@@ -47,8 +50,19 @@ def consumer_conf(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": k.session_timeout_ms,
         "max.poll.interval.ms": k.max_poll_interval_ms,
+        "on_commit": log_commit_errors,
     }
     return conf | k.client_config()
+
+
+def log_commit_errors(err: Any, partitions: list[TopicPartition]) -> None:
+    """``on_commit``: an asynchronous (interval) commit that failed is only logged; the
+    next checkpoint commits the same or later offsets, so nothing is skipped."""
+    failed = [tp.partition for tp in partitions if tp.error is not None]
+    if err is not None and err.code() == KafkaError._NO_OFFSET:
+        return
+    if err is not None or failed:
+        log.warning("offset commit failed", extra={"error": str(err), "partitions": failed})
 
 
 def producer_conf(settings: Settings) -> dict[str, Any]:

@@ -149,3 +149,28 @@ def test_failed_deliveries_stop_the_app_before_it_commits() -> None:
     with pytest.raises(KafkaError, match="not delivered: Broker: topic authorization failed"):
         app.run(max_messages=8)
     assert consumer.committed == {}
+
+
+class AsyncCommitConsumer(FakeConsumer):
+    """Records whether each commit waited for the broker."""
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self.committed.update(self.stored)
+        self.log.append("commit-async" if asynchronous else "commit")
+
+
+def test_interval_checkpoints_commit_asynchronously_shutdown_waits() -> None:
+    log: list[str] = []
+    consumer = AsyncCommitConsumer(log, stream())
+    producer, client = FakeProducer(log), FakeRedis(log)
+    app = ServeApp(settings(BATCH__CHECKPOINT_INTERVAL_S="1", BATCH__MAX_DELAY_MS="5"),
+                   PlusOne(), clients=FakeClients(consumer, producer, client),
+                   clock=FakeClock(step=0.01), wall_ms=lambda: NOW_MS)
+    app.run(idle_timeout_s=3.0)
+
+    commits = [entry for entry in log if entry.startswith("commit")]
+    assert commits.count("commit-async") >= 2  # each interval, without waiting
+    assert commits[-1] == "commit"  # the final checkpoint waits for the broker
+    first_async = log.index("commit-async")
+    assert log.index("producer.flush") < first_async  # side effects first, as before
+    assert consumer.committed == {0: 5, 1: 3}
