@@ -50,6 +50,8 @@ def consumer_conf(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "session.timeout.ms": k.session_timeout_ms,
         "max.poll.interval.ms": k.max_poll_interval_ms,
+        "fetch.min.bytes": settings.batch.fetch_min_bytes,
+        "fetch.wait.max.ms": settings.batch.fetch_max_wait_ms,
         "on_commit": log_commit_errors,
     }
     return conf | k.client_config()

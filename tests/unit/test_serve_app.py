@@ -174,3 +174,13 @@ def test_interval_checkpoints_commit_asynchronously_shutdown_waits() -> None:
     first_async = log.index("commit-async")
     assert log.index("producer.flush") < first_async  # side effects first, as before
     assert consumer.committed == {0: 5, 1: 3}
+
+
+def test_consumer_fetches_in_batches_bounded_in_time_and_extra_wins() -> None:
+    from stream_warmer.serve.wiring import consumer_conf
+
+    conf = consumer_conf(settings(BATCH__FETCH_MIN_BYTES="1000", BATCH__FETCH_MAX_WAIT_MS="7"))
+    assert (conf["fetch.min.bytes"], conf["fetch.wait.max.ms"]) == (1000, 7)
+    assert conf["enable.auto.commit"] is False and callable(conf["on_commit"])
+    tuned = consumer_conf(settings(KAFKA__EXTRA='{"fetch.wait.max.ms": "50"}'))
+    assert tuned["fetch.wait.max.ms"] == "50"  # operators keep the last word
