@@ -1,0 +1,62 @@
+"""The online warm budget: shadow caches sized by the told capacity, the threshold moves
+against over- and under-spending, and the LSTM gets its capacity from the hook/setting."""
+
+from __future__ import annotations
+
+import torch
+
+from stream_warmer.model.budget import WarmBudget
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.net import WarmNet
+from stream_warmer.model.train import build_config
+from stream_warmer.settings import ModelSettings
+from stream_warmer.strategies.lstm import LstmStrategy
+
+
+def test_shadow_caches_hold_the_told_capacity() -> None:
+    budget = WarmBudget(0.5, 10, 0.0)
+    for i in range(200):
+        budget.step(("t", str(i)), [(str(i + 1), 0.9)], str(i + 2), str(i + 1))
+    assert all(len(shadow.lru) == 10 for shadow in budget._shadows)
+    budget.capacity = 3
+    budget.step(("t", "x"), [], None, None)
+    assert all(len(shadow.lru) == 3 for shadow in budget._shadows)
+
+
+def test_threshold_rises_when_warming_more_than_the_baseline_and_falls_otherwise() -> None:
+    spender = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
+    for i in range(2000):  # we warm a fresh key each time; the baselines warm nothing new
+        spender.step(("t", str(i % 40)), [(f"w{i}", 0.99)], None, None)
+    assert spender.threshold > 0.5
+    saver = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
+    for i in range(2000):  # we warm nothing; the Markov baseline warms fresh keys
+        saver.step(("t", str(i % 40)), [("0", 0.1)], f"m{i}", None)
+    assert saver.threshold < 0.5
+
+
+def test_the_serve_drive_counts_warms_at_the_next_request() -> None:
+    budget = WarmBudget(0.5, 50, 0.0, halflife=1)  # alpha 0.5
+    budget.request(("t", "a"), None, None)
+    budget.warm("t", ["b", "c"])
+    assert budget.warm_rate[0] == 0.0
+    budget.request(("t", "d"), None, None)
+    assert budget.warm_rate[0] == 1.0  # 0.5 * 2 effective warms
+
+
+def _strategy(ms: ModelSettings) -> LstmStrategy:
+    spec = FeatureSpec(deltas=(1,))
+    torch.manual_seed(0)
+    return LstmStrategy(WarmNet(build_config(spec, ms)), spec, 0.2, ms)
+
+
+def test_lstm_budget_capacity_from_the_hook_or_the_setting_never_a_fraction() -> None:
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1)
+    unknown = _strategy(ms)
+    assert unknown.budget is None  # no capacity known: the trained threshold serves
+    unknown.set_cache_capacity(123)
+    assert unknown.budget is not None and unknown.budget.capacity == 123
+    configured = _strategy(ms.model_copy(update={"cache_capacity": 77}))
+    assert configured.budget is not None and configured.budget.capacity == 77
+    off = _strategy(ms.model_copy(update={"budget_online": False}))
+    off.set_cache_capacity(5)
+    assert off.budget is None
