@@ -52,6 +52,7 @@ class Sample:
     events: float = 0.0
     warms: float = 0.0
     precision: float = float("nan")
+    useful: float = 0.0
     swaps: float = 0.0
     versions: set[str] = field(default_factory=set)
     rounds: dict[str, float] = field(default_factory=dict)
@@ -204,10 +205,15 @@ def sample(warmer_port: int, trainer_port: int) -> Sample:
         events=total(w, "stream_warmer_events_total"),
         warms=total(w, "stream_warmer_warm_commands_total"),
         precision=prec[0][1] if prec else float("nan"),
+        useful=total(w, "stream_warmer_useful_warms_total"),
         swaps=total(w, "stream_warmer_strategy_swaps_total"),
         versions=versions,
         rounds=rounds,
     )
+
+
+def _ratio(part: float, whole: float) -> str:
+    return f"{part / whole:6.1%}" if whole else "    - "
 
 
 def progress_line(prev: Sample, now: Sample, produced: int) -> str:
@@ -218,7 +224,7 @@ def progress_line(prev: Sample, now: Sample, produced: int) -> str:
     return (
         f"replayed {produced:>8,}  consumed {int(now.events):>8,}  "
         f"{(now.events - prev.events) / dt:>8,.0f} ev/s  "
-        f"{(now.warms - prev.warms) / dt:>7,.0f} warm/s  precision {now.precision:5.3f}  "
+        f"{(now.warms - prev.warms) / dt:>7,.0f} warm/s  useful {_ratio(now.useful, now.warms)}  "
         f"model {version} (swaps {int(now.swaps)})  trainer rounds {rounds}"
     )
 
@@ -313,7 +319,9 @@ def summarize(
     print(f"events replayed        {replayer.produced:,}")
     print(f"events consumed        {int(last.events):,} ({last.events / seconds:,.0f}/s average)")
     print(f"warm commands          {int(last.warms):,}")
-    print(f"online warm precision  {last.precision:.3f}")
+    print(f"useful warms so far    {int(last.useful):,} of {int(last.warms):,} "
+          f"({_ratio(last.useful, last.warms)}; a warm counts as wasted only after the horizon)")
+    print(f"online warm precision  {last.precision:.3f} (useful / resolved warms)")
     print(
         f"model versions served  {', '.join(sorted(last.versions)) or '-'} "
         f"(hot swaps {int(last.swaps)})"

@@ -17,6 +17,8 @@ stream_warmer_events_total 1200.0
 stream_warmer_warm_commands_total 300.0
 # TYPE stream_warmer_warm_precision gauge
 stream_warmer_warm_precision 0.75
+# TYPE stream_warmer_useful_warms_total counter
+stream_warmer_useful_warms_total 150.0
 # TYPE stream_warmer_model_version_info gauge
 stream_warmer_model_version_info{strategy="lstm",version="v3"} 1.0
 stream_warmer_model_version_info{strategy="markov",version="baseline"} 0.0
@@ -65,7 +67,7 @@ def test_child_envs_are_valid_settings() -> None:
 
 def test_sample_reads_metrics_pages(metrics_port: int) -> None:
     s = sample(metrics_port, metrics_port)
-    assert s.events == 1200 and s.warms == 300 and s.precision == 0.75
+    assert s.events == 1200 and s.warms == 300 and s.precision == 0.75 and s.useful == 150
     assert s.versions == {"v3"}
     assert s.rounds == {"published": 2.0}
 
@@ -79,6 +81,7 @@ def test_sample_of_a_dead_port_is_empty() -> None:
 
 def test_progress_line_rates() -> None:
     a = Sample(t=10.0, events=0, warms=0)
-    b = Sample(t=12.0, events=4000, warms=1000, precision=0.5, versions={"v1"})
+    b = Sample(t=12.0, events=4000, warms=1000, precision=0.5, useful=250, versions={"v1"})
     line = progress_line(a, b, 5000)
     assert "2,000 ev/s" in line and "500 warm/s" in line and "model v1" in line
+    assert "useful  25.0%" in line
