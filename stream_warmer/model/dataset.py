@@ -16,7 +16,7 @@ import torch
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.features import FeatureSpec, Key
-from stream_warmer.model.tracker import CandidateTracker
+from stream_warmer.model.tracker import CandidateTracker, Step
 
 I64 = npt.NDArray[np.int64]
 
@@ -110,3 +110,21 @@ def batch(enc: Encoded, wins: Sequence[I64], n_classes: int) -> dict[str, torch.
         "target": tgt.bool(),  # (B, T, C)
         "valid": torch.from_numpy(valid),  # (B, T)
     }
+
+
+def pad_steps(seqs: list[list[Step]], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded (B, T, K) categorical ids and (B, T, 2) bitmasks of step sequences."""
+    flat = [s for seq in seqs for s in seq]
+    both = np.array([(*s.cats, s.correct, s.present) for s in flat], dtype=np.int64)  # (N, K+2)
+    cats, masks = both[:, :-2], both[:, -2:]  # (N, K), (N, 2)
+    b, t_max = len(seqs), max(lens)
+    if t_max == 1:  # the serve path: one new step per tenant
+        return torch.from_numpy(cats[:, None]), torch.from_numpy(masks[:, None])
+    rows = np.repeat(np.arange(b), lens)  # (N,)
+    starts = np.repeat(np.cumsum([0, *lens[:-1]]), lens)  # (N,)
+    cols = np.arange(len(flat)) - starts  # (N,)
+    cats_p = np.zeros((b, t_max, cats.shape[1]), dtype=np.int64)  # (B, T, K)
+    masks_p = np.zeros((b, t_max, 2), dtype=np.int64)  # (B, T, 2)
+    cats_p[rows, cols] = cats
+    masks_p[rows, cols] = masks
+    return torch.from_numpy(cats_p), torch.from_numpy(masks_p)

@@ -20,7 +20,7 @@ import torch
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
-from stream_warmer.model.dataset import expand_bits
+from stream_warmer.model.dataset import expand_bits, pad_steps
 from stream_warmer.model.decode import choose
 from stream_warmer.model.features import FeatureSpec
 from stream_warmer.model.net import StateSlots, WarmNet
@@ -240,7 +240,7 @@ class LstmStrategy(WarmingStrategy):
         seqs = [self._pending[t] for t in group]
         slots = torch.tensor(self._slot_ids(group), device=self.device)  # (B,)
         lens = [len(s) for s in seqs]
-        cats, masks = _padded(seqs, lens)  # (B, T, K), (B, T, 2)
+        cats, masks = pad_steps(seqs, lens)  # (B, T, K), (B, T, 2)
         lengths = torch.tensor(lens)  # (B,)
         bits = expand_bits(masks[..., 0], masks[..., 1], self.spec.n_classes)  # (B, T, 2C)
         with torch.inference_mode():
@@ -251,24 +251,6 @@ class LstmStrategy(WarmingStrategy):
             self._states.c[:, slots] = c
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, T, C)
         return group, lens, probs
-
-
-def _padded(seqs: list[list[Step]], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, T, K) categorical ids and (B, T, 2) bitmasks of step sequences."""
-    flat = [s for seq in seqs for s in seq]
-    both = np.array([(*s.cats, s.correct, s.present) for s in flat], dtype=np.int64)  # (N, K+2)
-    cats, masks = both[:, :-2], both[:, -2:]  # (N, K), (N, 2)
-    b, t_max = len(seqs), max(lens)
-    if t_max == 1:  # the serve path: one new step per tenant
-        return torch.from_numpy(cats[:, None]), torch.from_numpy(masks[:, None])
-    rows = np.repeat(np.arange(b), lens)  # (N,)
-    starts = np.repeat(np.cumsum([0, *lens[:-1]]), lens)  # (N,)
-    cols = np.arange(len(flat)) - starts  # (N,)
-    cats_p = np.zeros((b, t_max, cats.shape[1]), dtype=np.int64)  # (B, T, K)
-    masks_p = np.zeros((b, t_max, 2), dtype=np.int64)  # (B, T, 2)
-    cats_p[rows, cols] = cats
-    masks_p[rows, cols] = masks
-    return torch.from_numpy(cats_p), torch.from_numpy(masks_p)
 
 
 def _markov(step: Step) -> str | None:
