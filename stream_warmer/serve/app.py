@@ -43,7 +43,7 @@ from stream_warmer.serve.wiring import (
     producer_conf,
 )
 from stream_warmer.settings import Settings
-from stream_warmer.strategies.base import WarmingStrategy
+from stream_warmer.strategies.base import BASELINE_VERSION, WarmingStrategy
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,11 @@ class ServeApp:
         new = self._source()
         if new is None:
             return
+        adopt = getattr(new, "adopt_state", None)
+        if callable(adopt) and self._strategy.model_version == BASELINE_VERSION:
+            # first model after the cold-start fallback: seed it from the baseline's
+            # tables (model-to-model handovers are the watcher's, on the same thread)
+            adopt(self._strategy)
         self._engine.strategy = self._strategy = new
         self.metrics.swaps.inc()
         self.metrics.set_model(new.name, new.model_version)

@@ -143,6 +143,28 @@ def test_a_strategy_from_the_source_is_swapped_in_between_batches() -> None:
     assert "stream_warmer_strategy_swaps_total 1.0" in text
 
 
+class Adopting(PlusOne):
+    def __init__(self, version: str) -> None:
+        super().__init__(version=version)
+        self.adopted: list[str] = []
+
+    def adopt_state(self, previous: PlusOne) -> None:
+        self.adopted.append(previous.model_version)
+
+
+@pytest.mark.parametrize(("old_version", "adopted"), [("baseline", ["baseline"]), ("v1", [])])
+def test_the_first_model_adopts_the_fallback_baselines_state(
+    old_version: str, adopted: list[str]
+) -> None:
+    new = Adopting("v2")
+    offered = [new]
+    old = PlusOne(version=old_version)
+    app, *_ = build(stream(), strategy=old, source=lambda: offered.pop() if offered else None)
+    app.run(max_messages=8)
+    # model-to-model handovers belong to the watcher; serve seeds only from a baseline
+    assert new.adopted == adopted
+
+
 def test_failed_deliveries_stop_the_app_before_it_commits() -> None:
     app, _log, consumer, producer, _client, _strategy = build(stream())
     producer.fail_with = "Broker: topic authorization failed"
