@@ -29,6 +29,7 @@ from stream_warmer.settings import Settings, TopicSettings
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEVSTACK = REPO / "scripts" / "devstack"
+LINGER_S = 60.0  # after the replay: how long to wait for an in-flight training round
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class Sample:
     swaps: float = 0.0
     versions: set[str] = field(default_factory=set)
     rounds: dict[str, float] = field(default_factory=dict)
+    training: bool = False
 
 
 def free_port() -> int:
@@ -129,9 +131,7 @@ def child_env(
         # default of one per core made a 60k-event round take minutes, not ~20 s)
         "STREAM_WARMER_MODEL__CPU_THREADS": "1",
     }
-    # retrain every fifth of the replay (on that many recent events), so that a first
-    # version is published, swapped in and serves well before the replay ends
-    every = max(5_000, replay_events // 5)
+    every = retrain_every(replay_events)
     warmer = {
         **common,
         "STREAM_WARMER_KAFKA__CONSUMER_GROUP": f"demo-{run_id}",
@@ -209,6 +209,7 @@ def sample(warmer_port: int, trainer_port: int) -> Sample:
         swaps=total(w, "stream_warmer_strategy_swaps_total"),
         versions=versions,
         rounds=rounds,
+        training=total(t, "stream_warmer_trainer_round_running") > 0,
     )
 
 
@@ -260,18 +261,38 @@ class Replayer(threading.Thread):
         self.produced = n
 
 
+def retrain_every(replay_events: int) -> int:
+    """Retrain every fifth of the replay (on that many recent events), so that a first
+    version is published, swapped in and serves well before the replay ends."""
+    return max(5_000, replay_events // 5)
+
+
+def settled(now: Sample) -> bool:
+    """No training round is in progress and the warmer swapped in every version that
+    was published."""
+    return not now.training and now.swaps >= now.rounds.get("published", 0)
+
+
 def watch(
-    replayer: Replayer, ports: tuple[int, int], opts: DemoOptions, alive: Callable[[], bool]
+    replayer: Replayer,
+    ports: tuple[int, int],
+    opts: DemoOptions,
+    alive: Callable[[], bool],
 ) -> tuple[Sample, Sample]:
-    """Print progress until the warmer has consumed all that was replayed (or time runs out)."""
+    """Print progress until the warmer consumed all that was replayed, then for at most
+    ``LINGER_S`` more until the trainer's last due round ended and its version is served."""
     first = prev = sample(*ports)
     deadline = time.monotonic() + opts.timeout_s
+    linger_until: float | None = None
     while time.monotonic() < deadline and alive():
         time.sleep(opts.interval_s)
         now = sample(*ports)
         print(progress_line(prev, now, replayer.produced), flush=True)
         prev = now
-        if not replayer.is_alive() and replayer.produced and now.events >= replayer.produced:
+        if replayer.is_alive() or not replayer.produced or now.events < replayer.produced:
+            continue
+        linger_until = linger_until or time.monotonic() + LINGER_S
+        if settled(now) or time.monotonic() >= linger_until:
             break
     return first, prev
 
@@ -299,7 +320,10 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
             replayer = Replayer(settings, topics.access_events, opts)
             replayer.start()
             first, last = watch(
-                replayer, ports, opts, lambda: warmer.poll() is None and trainer.poll() is None
+                replayer,
+                ports,
+                opts,
+                lambda: warmer.poll() is None and trainer.poll() is None,
             )
             replayer.stop_flag.set()
             replayer.join(timeout=30)

@@ -13,6 +13,9 @@ TRAINER_ROUNDS = Counter(
     "Training rounds by outcome (published, rejected, skipped, failed)",
     ["result"],
 )
+TRAINER_ROUND_RUNNING = Gauge(
+    "stream_warmer_trainer_round_running", "1 while a training round is in progress"
+)
 TRAINER_ROUND_SECONDS = Histogram(
     "stream_warmer_trainer_round_seconds",
     "Wall time of one training round (train + gate + publish)",

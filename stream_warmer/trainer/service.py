@@ -152,6 +152,7 @@ class TrainerService:
         self.schedule.started()
         frame = self.buffer.frame()
         log.info("training round started", extra={"buffer_events": len(frame)})
+        m.TRAINER_ROUND_RUNNING.set(1)
         self._running = self._pool.submit(self._round, frame)
 
     def _collect_round(self, wait: bool) -> None:
@@ -159,6 +160,7 @@ class TrainerService:
         if running is None or (not wait and not running.done()):
             return
         self._running = None
+        m.TRAINER_ROUND_RUNNING.set(0)
         result = running.result()
         self.results.append(result)
         version = result.update.version if result.update else None

@@ -24,6 +24,8 @@ stream_warmer_model_version_info{strategy="lstm",version="v3"} 1.0
 stream_warmer_model_version_info{strategy="markov",version="baseline"} 0.0
 # TYPE stream_warmer_trainer_rounds_total counter
 stream_warmer_trainer_rounds_total{result="published"} 2.0
+# TYPE stream_warmer_trainer_round_running gauge
+stream_warmer_trainer_round_running 1.0
 """
 
 
@@ -70,6 +72,7 @@ def test_sample_reads_metrics_pages(metrics_port: int) -> None:
     assert s.events == 1200 and s.warms == 300 and s.precision == 0.75 and s.useful == 150
     assert s.versions == {"v3"}
     assert s.rounds == {"published": 2.0}
+    assert s.training
 
 
 def test_sample_of_a_dead_port_is_empty() -> None:
@@ -77,6 +80,15 @@ def test_sample_of_a_dead_port_is_empty() -> None:
 
     s = sample(free_port(), free_port())
     assert s.events == 0 and not s.versions
+
+
+def test_settled_waits_for_due_rounds_and_their_swaps() -> None:
+    from stream_warmer.demo import settled
+
+    done = Sample(t=0.0, rounds={"rejected": 1.0, "published": 1.0}, swaps=1)
+    assert settled(done)
+    assert not settled(Sample(t=0.0, rounds={"published": 1.0}, swaps=1, training=True))
+    assert not settled(Sample(t=0.0, rounds={"published": 2.0}, swaps=1))  # not swapped in yet
 
 
 def test_progress_line_rates() -> None:
