@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stream_warmer.cli.traceargs import add_trace_source_arguments
 from stream_warmer.errors import ConfigError
 from stream_warmer.settings import Settings
 
@@ -24,12 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-frac", default="0.01,0.1",
                         help="cache capacity as fractions of the distinct (tenant,key) pairs")
     parser.add_argument("--k", default="1,4", help="keys warmed per request (comma-separated)")
-    parser.add_argument("--traces-dir", type=Path, default=Path("../shared/traces"),
-                        help="where bare trace names are looked up (default: %(default)s)")
-    parser.add_argument("--format", choices=["auto", "normalized", "csv", "oracle"],
-                        default="auto", help="trace format (default: detect)")
-    parser.add_argument("--tenant", default="t0",
-                        help="tenant of every event for formats without one (default: t0)")
+    add_trace_source_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

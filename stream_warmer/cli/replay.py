@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
+from stream_warmer.cli.traceargs import add_trace_source_arguments
 from stream_warmer.settings import Settings
 
 HELP = "produce a trace into the access topic (keyed by tenant) at a rate or speed-up"
@@ -35,12 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after N events")
     parser.add_argument("--topic", default=None,
                         help="target topic (default: the configured access-events topic)")
-    parser.add_argument("--traces-dir", type=Path, default=Path("../shared/traces"),
-                        help="where bare trace names are looked up (default: %(default)s)")
-    parser.add_argument("--format", choices=["auto", "normalized", "csv", "oracle"],
-                        default="auto", help="trace format (default: detect)")
-    parser.add_argument("--tenant", default="t0",
-                        help="tenant of every event for formats without one (default: t0)")
+    add_trace_source_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
