@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       choices=["none", "popularity", "markov", "nextkey"])
     pipe.add_argument("--latency-seconds", type=float, default=20.0,
                       help="how long to replay at half the measured throughput")
+    pipe.add_argument("--latency-warmup-seconds", type=float, default=20.0,
+                      help="replay at that rate this long first; reported apart, not in p99")
     pipe.add_argument("--json", type=Path, default=None, help="write the result here")
     inference = _inference()
     inf = sub.add_parser("inference", help="model sequences/s per batch size")
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from stream_warmer.bench.pipeline import run_bench
 
-    result = run_bench(settings, args.trace, args.events, args.strategy, args.latency_seconds)
+    result = run_bench(settings, args.trace, args.events, args.strategy, args.latency_seconds,
+                       args.latency_warmup_seconds)
     row = result.row()
     width = max(len(k) for k in row)
     for key, value in row.items():

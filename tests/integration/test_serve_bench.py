@@ -28,7 +28,7 @@ def test_bench_pipeline_writes_its_row(
         monkeypatch.setenv(key, value)
     out = tmp_path / "bench.json"
     code = main(["bench", "pipeline", "--trace", str(TRACE), "--events", "20000",
-                 "--latency-seconds", "1", "--json", str(out)])
+                 "--latency-seconds", "1", "--latency-warmup-seconds", "1", "--json", str(out)])
     assert code == 0
     row = json.loads(out.read_text())
     assert set(row) >= {"strategy", "events", "events_per_s", "ceiling_events_per_s", "ratio",
@@ -37,6 +37,7 @@ def test_bench_pipeline_writes_its_row(
     assert row["events_per_s"] > 0 and row["ceiling_events_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["events_per_s"] / row["ceiling_events_per_s"], 0.01)
     assert row["latency_samples"] > 0 and row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert row["latency_warmup_s"] == 1.0 and row["latency_warmup_p99_ms"] > 0
     assert "ceiling_events_per_s" in capsys.readouterr().out
     client = redis.Redis.from_url(redis_url)
     assert list(client.scan_iter("bench-*", count=1000)) == []  # its keys are gone
