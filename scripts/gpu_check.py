@@ -1,44 +1,44 @@
 #!/usr/bin/env python3
-"""Standalone GPU check for the stream_warmer LSTM (needs only torch and numpy).
+"""Standalone GPU check of the served LSTM (needs only torch and numpy, no services).
 
-1. Builds the same shape of model as ``stream_warmer.model.net.WarmNet`` (embedding,
-   multi-layer LSTM, FC head), copies one set of weights to CPU and to --device.
-2. Checks the device's outputs against the CPU's (window and streaming mode; top-1
-   agreement and max |diff| of probabilities).
-3. Times window and streaming mode at batch sizes up to 65,536 with a 32,768-class
-   head; prints a table and writes JSON rows {mode, batch, vocab, device,
-   predictions_per_s, ms_per_batch}.
+It runs the product's own code: ``WarmNet``/``StateSlots`` (stream_warmer/model/net.py)
+and ``Staging``/``PrecisionCheck`` (stream_warmer/model/runtime.py), which import
+nothing but torch and numpy.
 
-    python scripts/gpu_check.py --device cuda --json gpu.json
-    python scripts/gpu_check.py --device cpu --batches 1,64,1024 --vocab 4096   # smoke run
+1. Correctness: one set of weights on the CPU and on --device. Window mode and
+   streaming mode (StateSlots stepped T times) on the device against the CPU's window
+   mode: max |diff| of probabilities and top-1 agreement. Then bf16 autocast against
+   fp32 on the device through ``PrecisionCheck`` (top-k set agreement), the check that
+   decides whether serve may use bf16.
+2. Speed, at batch sizes up to 65,536 with a 32,768-class head, fp32 and bf16:
+   ``window`` (whole window each time, newest step's logits), ``streaming`` (one step
+   from state slots), and ``streaming+io`` (what serve does per micro-batch: inputs
+   staged from host memory (pinned, non-blocking on CUDA), one step, softmax, top-k on
+   the device, the (B, k) result copied back and waited for).
+
+Prints a table and writes JSON rows {mode, batch, vocab, device, precision,
+predictions_per_s, ms_per_batch}; exits 1 if the device disagrees with the CPU.
+
+    python scripts/gpu_check.py --json gpu.json                 # on the GPU machine
+    python scripts/gpu_check.py --device cpu --batches 1,64 --vocab 512 --seconds 0.2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-
-class Net(nn.Module):
-    def __init__(self, vocab_in: int, n_cats: int, n_bits: int, classes: int, embed: int,  # noqa: PLR0917
-                 hidden: int, layers: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_in, embed)
-        self.bits_proj = nn.Linear(n_bits, embed)
-        self.in_proj = nn.Linear(n_cats * embed, embed)
-        self.lstm = nn.LSTM(embed, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, classes)
-
-    def seq(self, cats, bits, state=None):
-        b, t, _ = cats.shape  # (B, T, K)
-        x = torch.tanh(self.in_proj(self.embed(cats).reshape(b, t, -1)) + self.bits_proj(bits))
-        out, state = self.lstm(x, state)  # (B, T, H)
-        return self.head(out), state  # (B, T, C)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet  # noqa: E402
+from stream_warmer.model.runtime import PrecisionCheck, Staging, autocast  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -46,7 +46,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: torch.device, seconds: float) -> float:
+def timed(fn: Callable[[], object], device: torch.device, seconds: float) -> float:
+    """Seconds per call (after one warm-up call; at least 3 calls)."""
     fn()
     sync(device)
     n, start = 0, time.perf_counter()
@@ -57,71 +58,118 @@ def timed(fn, device: torch.device, seconds: float) -> float:
     return (time.perf_counter() - start) / n
 
 
-def check(cpu: Net, dev: Net, device: torch.device, args: argparse.Namespace) -> dict:
-    g = torch.Generator().manual_seed(0)
-    cats = torch.randint(0, args.cat_vocab, (256, args.window, args.n_cats), generator=g)
-    bits = torch.rand(256, args.window, args.n_bits, generator=g)
+def inputs(cfg: ModelConfig, b: int, t: int, device: torch.device, seed: int = 0
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    cats = torch.randint(0, cfg.cat_vocab, (b, t, cfg.n_cats), generator=g)  # (B, T, K)
+    bits = (torch.rand(b, t, cfg.n_bits, generator=g) < 0.1).float()  # (B, T, N)
+    return cats.to(device), bits.to(device)
+
+
+def check(cpu: WarmNet, dev: WarmNet, device: torch.device, args: argparse.Namespace
+          ) -> dict[str, Any]:
+    cfg, n, t = cpu.config, 256, args.window
+    cats, bits = inputs(cfg, n, t, torch.device("cpu"))
+    lengths = torch.full((n,), t)
     with torch.inference_mode():
-        ref, _ = cpu.seq(cats, bits)
-        got, _ = dev.seq(cats.to(device), bits.to(device))
-        p_ref, p_got = torch.softmax(ref, -1), torch.softmax(got.float().cpu(), -1)
-        state, steps = None, []
-        for t in range(args.window):  # streaming mode, one step at a time on the device
-            out, state = dev.seq(cats[:, t : t + 1].to(device), bits[:, t : t + 1].to(device),
-                                 state)
-            steps.append(out.float().cpu())
-        p_stream = torch.softmax(torch.cat(steps, 1), -1)
+        p_ref = torch.softmax(cpu(cats, bits, lengths), -1)  # (N, C)
+        p_win = torch.softmax(dev(cats.to(device), bits.to(device), lengths).float().cpu(), -1)
+        slots = StateSlots(cfg.layers, n, cfg.hidden, device)
+        ids = torch.arange(n, device=device)
+        for step in range(t):  # streaming mode on the device, one step at a time
+            logits = dev.step(cats[:, step].to(device), bits[:, step].to(device), ids, slots)
+        p_stream = torch.softmax(logits.float().cpu(), -1)
+        precision = PrecisionCheck("bf16", predictions=n * 4, top_k=args.top_k,
+                                   min_agreement=args.min_agreement)
+        for seed in range(4):
+            c, b = inputs(cfg, n, t, device, seed + 1)
+            ref = dev(c, b, lengths)
+            with autocast("bf16", device):
+                cand = dev(c, b, lengths)
+            precision.compare(ref, cand)
     return {
-        "window_max_abs_diff": float((p_ref - p_got).abs().max()),
+        "window_max_abs_diff": float((p_ref - p_win).abs().max()),
         "stream_max_abs_diff": float((p_ref - p_stream).abs().max()),
-        "top1_agreement": float((p_ref.argmax(-1) == p_got.argmax(-1)).float().mean()),
+        "top1_agreement": float((p_ref.argmax(-1) == p_win.argmax(-1)).float().mean()),
+        "bf16_topk_agreement": precision.agreement,
+        "bf16_top_k": args.top_k,
+        "bf16_served": precision.active == "bf16",
     }
 
 
+def bench(dev: WarmNet, device: torch.device, b: int, precision: str,
+          args: argparse.Namespace) -> dict[str, float]:
+    cfg = dev.config
+    cats, bits = inputs(cfg, b, args.window, device)
+    lengths = torch.full((b,), args.window)
+    slots = StateSlots(cfg.layers, b, cfg.hidden, device)
+    ids = torch.arange(b, device=device)
+    host_cats, host_bits = cats[:, 0].cpu(), bits[:, 0].cpu()
+    stage = Staging(device)
+
+    def serve_step() -> np.ndarray:
+        c, x = stage.to_device("cats", host_cats), stage.to_device("bits", host_bits)
+        with autocast(precision, device):
+            logits = dev.step(c, x, ids, slots)  # (B, C)
+        top = torch.softmax(logits.float(), -1).topk(args.top_k, dim=-1)  # (B, k)
+        return stage.to_host("top", top.values)
+
+    with torch.inference_mode(), autocast(precision, device):
+        times = {
+            "window": timed(lambda: dev(cats, bits, lengths).argmax(-1), device, args.seconds),
+            "streaming": timed(lambda: dev.step(cats[:, 0], bits[:, 0], ids, slots).argmax(-1),
+                               device, args.seconds),
+        }
+    with torch.inference_mode():
+        times["streaming+io"] = timed(serve_step, device, args.seconds)
+    return times
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batches", default="1,64,1024,4096,16384,65536")
-    ap.add_argument("--vocab", type=int, default=32768)
+    ap.add_argument("--vocab", type=int, default=32768, help="classes of the head")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--n-cats", type=int, default=8)
+    ap.add_argument("--n-cats", type=int, default=4)
     ap.add_argument("--n-bits", type=int, default=32)
     ap.add_argument("--cat-vocab", type=int, default=256)
-    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=4)
+    ap.add_argument("--min-agreement", type=float, default=0.999)
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    cpu = Net(args.cat_vocab, args.n_cats, args.n_bits, args.vocab, args.embed, args.hidden,
-              args.layers).eval()
-    dev = Net(args.cat_vocab, args.n_cats, args.n_bits, args.vocab, args.embed, args.hidden,
-              args.layers).to(device).eval()
+    cfg = ModelConfig(cat_vocab=args.cat_vocab, n_cats=args.n_cats, n_bits=args.n_bits,
+                      n_classes=args.vocab, embed_dim=args.embed, hidden=args.hidden,
+                      layers=args.layers)
+    cpu = WarmNet(cfg).eval()
+    dev = WarmNet(cfg).to(device).eval()
     dev.load_state_dict(cpu.state_dict())
     agreement = check(cpu, dev, device, args)
     print("agreement:", json.dumps(agreement))
     rows = []
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"{'mode':<13} {'batch':>6} {'vocab':>6} {'prec':>5} {'pred/s':>14} {'ms/batch':>9}")
     for b in (int(x) for x in args.batches.split(",")):
-        cats = torch.randint(0, args.cat_vocab, (b, args.window, args.n_cats), device=device)
-        bits = torch.rand(b, args.window, args.n_bits, device=device)
-        h = torch.zeros(args.layers, b, args.hidden, device=device)
-        with torch.inference_mode():
-            win = timed(lambda: dev.seq(cats, bits)[0][:, -1].argmax(-1),  # noqa: B023
-                        device, args.seconds)
-            stream = timed(lambda: dev.seq(cats[:, :1], bits[:, :1], (h, h))[0].argmax(-1),  # noqa: B023
-                           device, args.seconds)
-        for mode, sec in (("window", win), ("streaming", stream)):
-            rows.append({"mode": mode, "batch": b, "vocab": args.vocab, "device": str(device),
-                         "predictions_per_s": b / sec, "ms_per_batch": sec * 1e3})
-            print(f"{mode:<10} {b:>6} {args.vocab:>6} {device!s:>6} {b / sec:>14,.0f} "
-                  f"{sec * 1e3:>9.3f}")
+        for precision in args.precisions.split(","):
+            for mode, sec in bench(dev, device, b, precision, args).items():
+                rows.append({"mode": mode, "batch": b, "vocab": args.vocab,
+                             "device": str(device), "precision": precision,
+                             "predictions_per_s": b / sec, "ms_per_batch": sec * 1e3})
+                print(f"{mode:<13} {b:>6} {args.vocab:>6} {precision:>5} {b / sec:>14,.0f} "
+                      f"{sec * 1e3:>9.3f}", flush=True)
+    ok = agreement["top1_agreement"] > 0.99 and agreement["stream_max_abs_diff"] < 1e-3
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"agreement": agreement, "rows": rows,
-                       "numpy": np.__version__, "torch": torch.__version__}, fh, indent=2)
-    ok = agreement["top1_agreement"] > 0.99 and agreement["stream_max_abs_diff"] < 1e-3
+            json.dump({"device_name": name, "agreement": agreement, "outputs_agree": ok,
+                       "rows": rows, "numpy": np.__version__, "torch": torch.__version__},
+                      fh, indent=2)
     print("outputs agree" if ok else "OUTPUTS DISAGREE")
     return 0 if ok else 1
 

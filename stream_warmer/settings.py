@@ -161,6 +161,13 @@ class ModelSettings(_Section):
     attention: bool = False
     bidirectional: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # served precision: ``auto`` tries bf16 on CUDA (fp32 on the CPU); a candidate is
+    # served only after its top-k classes matched fp32's on ``precision_check_rows``
+    # live rows at least ``precision_min_agreement`` of the time
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision_check_rows: int = Field(20_000, ge=1, le=10_000_000)
+    precision_top_k: int = Field(4, ge=1, le=64)
+    precision_min_agreement: float = Field(0.999, ge=0.0, le=1.0)
     cpu_threads: int = Field(0, ge=0, le=256)
     max_state_slots: int = Field(65_536, ge=1, le=10_000_000)
     store: Literal["redis", "dir"] = "redis"

@@ -162,6 +162,6 @@ class WarmNet(nn.Module):
         """Streaming mode: advance B tenants one step; logits (B, C); updates ``states``."""
         state = (states.h[:, slots].contiguous(), states.c[:, slots].contiguous())  # (L, B, H)
         logits, (h, c) = self.forward_seq(cats[:, None], bits[:, None], state)  # (B, 1, C)
-        states.h[:, slots] = h
-        states.c[:, slots] = c
+        states.h[:, slots] = h.to(states.h.dtype)  # bf16 under autocast; slots stay fp32
+        states.c[:, slots] = c.to(states.c.dtype)
         return logits[:, 0]  # (B, C)

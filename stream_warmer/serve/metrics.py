@@ -63,12 +63,26 @@ class ServeMetrics:
         self.model_version = Gauge(p + "model_version_info", "Model serving now",
                                    ["strategy", "version"], registry=r)
         self.swaps = Counter(p + "strategy_swaps", "Strategies hot-swapped in", registry=r)
+        self.model_precision = Gauge(p + "model_precision_info",
+                                     "Precision the model is served in", ["precision"], registry=r)
+        self.precision_agreement = Gauge(
+            p + "model_precision_topk_agreement",
+            "Share of rows where the candidate precision kept fp32's top-k", registry=r)
+        self._precision: str | None = None
         self.redis_up.set(1)
 
     def set_model(self, strategy: str, version: str) -> None:
         """Point the model-version info at what serves now."""
         self.model_version.clear()
         self.model_version.labels(strategy, version).set(1)
+
+    def set_precision(self, precision: str, agreement: float) -> None:
+        """The served precision and the candidate's top-k agreement so far."""
+        if precision != self._precision:
+            self._precision = precision
+            self.model_precision.clear()
+            self.model_precision.labels(precision).set(1)
+        self.precision_agreement.set(agreement)
 
     def render(self) -> bytes:
         """The text exposition of this registry."""

@@ -95,6 +95,9 @@ class RunStats:
         precision = engine.precision.precision()
         if precision is not None:
             metrics.precision.set(precision)
+        check = getattr(engine.strategy, "precision_check", None)
+        if check is not None:
+            metrics.set_precision(check.active, check.agreement)
         _publish_lag(metrics, consumer, topic, offsets)
 
     def _inc(self, counter: Any, name: str, total: int) -> None:

@@ -4,7 +4,9 @@ Each observed access goes through the ``CandidateTracker`` (successor tables, de
 features); the model advances the tenant's (h, c) slot over the steps not yet seen and
 scores the classes of the newest step; classes naming the same key pool their
 probability, and keys at or above the trained threshold are warmed, best first.
-Inference runs under ``torch.inference_mode()`` on the device chosen once here.
+Inference runs under ``torch.inference_mode()`` on the device chosen once here, with
+the host staging and the checked precision of ``model.runtime`` (pinned buffers and
+non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows).
 ``fit_strategy`` trains one on a trace's first half (the evaluator's entry point).
 """
 
@@ -24,17 +26,17 @@ from stream_warmer.model.dataset import expand_bits, pad_steps
 from stream_warmer.model.decode import choose
 from stream_warmer.model.features import FeatureSpec
 from stream_warmer.model.net import StateSlots, WarmNet
+from stream_warmer.model.runtime import (
+    PrecisionCheck,
+    Staging,
+    autocast,
+    candidate_precision,
+    pick_device,
+)
 from stream_warmer.model.tracker import CandidateTracker, Step
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov
-
-
-def pick_device(setting: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (called once, at construction)."""
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 class LstmStrategy(WarmingStrategy):
@@ -49,6 +51,11 @@ class LstmStrategy(WarmingStrategy):
             torch.set_num_threads(settings.cpu_threads)
         self.device = pick_device(settings.device)
         self.model = model.to(self.device).eval()
+        self._staging = Staging(self.device)
+        self.precision_check = PrecisionCheck(
+            candidate_precision(settings.precision, self.device),
+            predictions=settings.precision_check_rows, top_k=settings.precision_top_k,
+            min_agreement=settings.precision_min_agreement)
         self.spec = spec
         self.threshold = float(threshold)
         self.chunk = chunk
@@ -69,6 +76,11 @@ class LstmStrategy(WarmingStrategy):
     def model_version(self) -> str:
         """The version of the loaded model (stamped on warm commands)."""
         return self._version
+
+    @property
+    def precision(self) -> str:
+        """The precision served now (``fp32`` until a candidate passed its check)."""
+        return self.precision_check.active
 
     def set_cache_capacity(self, capacity: int) -> None:
         """Size the online budget's shadow caches (no budget when ``budget_online`` is off)."""
@@ -99,9 +111,8 @@ class LstmStrategy(WarmingStrategy):
                     self.observe(ev)
         if self._pending:
             pending = self._pending
-            for group, lens, probs in self._advance(list(pending)):
-                last = (probs[:, 0] if probs.shape[1] == 1 else  # one step each
-                        probs[np.arange(len(lens)), np.asarray(lens) - 1]).tolist()  # (B, C)
+            for group, _, probs in self._advance(list(pending), last_only=True):
+                last = probs[:, 0].tolist()  # (B, C): each tenant's newest step
                 steps = [pending[t][-1] for t in group]
                 self._newest.update(zip(group, zip(steps, last, strict=True), strict=True))
             pending.clear()
@@ -225,31 +236,46 @@ class LstmStrategy(WarmingStrategy):
         self._slots[tenant] = slot
         return slot
 
-    def _advance(self, tenants: list[str]) -> list[tuple[list[str], list[int], np.ndarray]]:
+    def _advance(self, tenants: list[str], *, last_only: bool = False
+                 ) -> list[tuple[list[str], list[int], np.ndarray]]:
         """Run each tenant's pending steps from its slot state, in groups of at most the
-        slot capacity: (tenants, their step counts, probabilities (B, T, C)) per group."""
+        slot capacity: (tenants, their step counts, probabilities) per group, (B, T, C),
+        or (B, 1, C) at each row's newest step with ``last_only``."""
         out = []
         cap = self._states.capacity
         for start in range(0, len(tenants), cap):
             group = [t for t in tenants[start : start + cap] if self._pending.get(t)]
             if group:
-                out.append(self._advance_group(group))
+                out.append(self._advance_group(group, last_only))
         return out
 
-    def _advance_group(self, group: list[str]) -> tuple[list[str], list[int], np.ndarray]:
+    def _advance_group(self, group: list[str], last_only: bool
+                       ) -> tuple[list[str], list[int], np.ndarray]:
         seqs = [self._pending[t] for t in group]
-        slots = torch.tensor(self._slot_ids(group), device=self.device)  # (B,)
         lens = [len(s) for s in seqs]
         cats, masks = pad_steps(seqs, lens)  # (B, T, K), (B, T, 2)
-        lengths = torch.tensor(lens)  # (B,)
-        bits = expand_bits(masks[..., 0], masks[..., 1], self.spec.n_classes)  # (B, T, 2C)
+        # equal lengths need no packing (the serve path: one new step per tenant)
+        lengths = None if min(lens) == max(lens) else torch.tensor(lens)  # (B,)
+        stage, dev, check = self._staging, self.device, self.precision_check
         with torch.inference_mode():
+            slots = stage.to_device("slots", torch.tensor(self._slot_ids(group)))  # (B,)
+            cats_d, masks_d = stage.to_device("cats", cats), stage.to_device("masks", masks)
+            bits = expand_bits(masks_d[..., 0], masks_d[..., 1], self.spec.n_classes)  # (B,T,2C)
             state = (self._states.h[:, slots], self._states.c[:, slots])  # (L, B, H) each
-            logits, (h, c) = self.model.forward_seq(
-                cats.to(self.device), bits.to(self.device), state, lengths)  # (B, T, C)
-            self._states.h[:, slots] = h
-            self._states.c[:, slots] = c
-            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()  # (B, T, C)
+            with autocast(check.active, dev):
+                logits, (h, c) = self.model.forward_seq(cats_d, bits, state, lengths)  # (B,T,C)
+            newest = torch.tensor(lens, device=dev) - 1  # (B,)
+            rows = torch.arange(len(group), device=dev)  # (B,)
+            if check.checking:  # same inputs and state; its own state is thrown away
+                assert check.candidate is not None
+                with autocast(check.candidate, dev):
+                    cand, _ = self.model.forward_seq(cats_d, bits, state, lengths)
+                check.compare(logits[rows, newest], cand[rows, newest])
+            self._states.h[:, slots] = h.to(self._states.h.dtype)  # bf16 under autocast
+            self._states.c[:, slots] = c.to(self._states.c.dtype)
+            if last_only:
+                logits = logits[rows, newest][:, None]  # (B, 1, C)
+            probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))
         return group, lens, probs
 
 
