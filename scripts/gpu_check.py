@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet  # noqa: E402
-from stream_warmer.model.runtime import PrecisionCheck, Staging, autocast  # noqa: E402
+from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+from stream_warmer.model.runtime import PrecisionCheck, Staging, autocast
 
 
 def sync(device: torch.device) -> None:

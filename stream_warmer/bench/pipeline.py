@@ -69,7 +69,7 @@ class PipelineResult:
 
 
 def run_bench(settings: Settings, trace: Path, events: int, strategy: str,
-              latency_s: float, latency_warmup_s: float = 20.0) -> PipelineResult:
+              latency_s: float, *, latency_warmup_s: float = 20.0) -> PipelineResult:
     """Run all four steps; clean up whatever was created."""
     from stream_warmer.bench import resources
 
@@ -84,7 +84,8 @@ def run_bench(settings: Settings, trace: Path, events: int, strategy: str,
         log.info("throughput", extra={"ceiling_before": round(before), "pipeline": round(served),
                                       "ceiling_after": round(after), "commands": commands})
         rate = served / 2
-        warmup, samples = _latency(res, trace, strategy, rate, latency_s, latency_warmup_s)
+        warmup, samples = _latency(res, trace, strategy, rate, seconds=latency_s,
+                                   warmup_s=latency_warmup_s)
     p50, p99 = _percentile(samples, 50), _percentile(samples, 99)
     return PipelineResult(strategy, loaded, round(served, 1), round(ceiling, 1),
                           round(served / ceiling, 3), p50, p99, commands, round(rate, 1),
@@ -139,7 +140,7 @@ def _pipeline(res: Any, topic: str, events: int, strategy: str) -> tuple[float, 
     return stats.consumed / (stats.finished_at - stats.first_at), stats.commands
 
 
-def _latency(res: Any, trace: Path, strategy: str, rate: float, seconds: float,
+def _latency(res: Any, trace: Path, strategy: str, rate: float, *, seconds: float,
              warmup_s: float) -> tuple[list[float], list[float]]:
     """Latencies in ms at a fixed rate: (the first ``warmup_s`` at that rate, the rest).
 

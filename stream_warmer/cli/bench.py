@@ -56,7 +56,7 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> int:
     from stream_warmer.bench.pipeline import run_bench
 
     result = run_bench(settings, args.trace, args.events, args.strategy, args.latency_seconds,
-                       args.latency_warmup_seconds)
+                       latency_warmup_s=args.latency_warmup_seconds)
     row = result.row()
     width = max(len(k) for k in row)
     for key, value in row.items():

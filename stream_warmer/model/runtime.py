@@ -91,9 +91,7 @@ class Staging:
             return tensor.detach().cpu().numpy()
         host = self._buffer(name, tensor)
         host.copy_(tensor, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        done.synchronize()
+        torch.cuda.current_stream(self.device).synchronize()  # the copy back is done
         return host.numpy().copy()
 
 

@@ -44,7 +44,7 @@ def test_candidate_precision(setting: str, device: str, expected: str | None) ->
 
 
 def test_candidate_precision_rejects_unknown_names() -> None:
-    with pytest.raises(ValueError, match="model.precision"):
+    with pytest.raises(ValueError, match=r"model\.precision"):
         candidate_precision("int4", CPU)
 
 
