@@ -195,6 +195,8 @@ class TrainerSettings(_Section):
     patience: int = Field(4, ge=0, le=100)
     val_fraction: float = Field(0.2, gt=0, lt=0.9)
     promote_margin: float = Field(0.0, ge=-1, le=1)
+    # a candidate may warm at most (1 + this) x the live model's warms per request
+    promote_warm_slack: float = Field(0.1, ge=0, le=1000)
     seed: int = 0
     max_windows: int = Field(4096, ge=1, le=10_000_000)
     burn_in: int = Field(512, ge=0, le=1_000_000)

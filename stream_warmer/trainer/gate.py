@@ -5,8 +5,13 @@ warm-eval protocol (DESIGN §5, ``evaluation.warmeval``) on the most recent held
 slice of the buffer, which no model trained on. The score of a strategy is its mean
 hit ratio over the gate's cache fractions. The reference is the live model's score,
 or, before any model was published, the best baseline's (the baselines are what
-serves then). The candidate passes when ``score > reference + margin``. Every number
-goes into the manifest, so an operator can see why a version was published.
+serves then). The candidate passes when ``score > reference + margin``, and, when a
+live model exists, at the live model's warm budget: its warms per request at most the
+live model's times ``1 + warm_slack`` (a new version must not buy its gain with more
+warms). Against the baselines there is no warm cap: the best of them may hit nothing
+and warm little, and the online budget controller holds a served model below the
+better baseline's warm rate anyway (``model.cache_capacity``). Every number goes into
+the manifest, so an operator can see why a version was published or not.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class GateResult:
     margin: float
     holdout_events: int
     rows: tuple[EvalRow, ...]
+    warm_cap: float | None = None  # the most warms per request the candidate may issue
+    reason: str = ""
 
     def metrics(self) -> dict[str, float | str | bool | None]:
         """Flat numbers for the manifest and the model-update message."""
@@ -55,7 +62,10 @@ class GateResult:
             "candidate_hit_ratio": _finite(self.candidate.hit_ratio),
             "candidate_warms_per_request": _finite(self.candidate.warms_per_request),
             "best_baseline": self.baseline_name,
+            "gate_reason": self.reason,
         }
+        if self.warm_cap is not None:
+            out["gate_warm_cap"] = _finite(self.warm_cap)
         if self.live is not None:
             out["live_hit_ratio"] = _finite(self.live.hit_ratio)
         if self.baseline is not None:
@@ -84,6 +94,7 @@ def run_gate(
     k: int,
     fracs: Sequence[float],
     margin: float,
+    warm_slack: float = 0.1,
 ) -> GateResult:
     """Score everyone on ``holdout`` and decide (see the module docstring)."""
     if not holdout:
@@ -97,13 +108,20 @@ def run_gate(
     base_name = max(baselines, key=lambda n: _rank(scores[n]), default="")
     base = scores.get(base_name)
     live_score = scores.get(LIVE)
-    if live_score is not None:
-        reference = live_score.hit_ratio
+    ref_score = live_score if live_score is not None else base
+    reference = ref_score.hit_ratio if ref_score is not None else 0.0
+    cap = None
+    if live_score is not None and math.isfinite(live_score.warms_per_request):
+        cap = live_score.warms_per_request * (1.0 + warm_slack)
+    cand = scores[CANDIDATE]
+    if not _rank(cand) > reference + margin:
+        reason = "hit ratio not above the reference + margin"
+    elif cap is not None and not cand.warms_per_request <= cap:
+        reason = "more warms per request than the live model's budget allows"
     else:
-        reference = base.hit_ratio if base is not None else 0.0
-    passed = _rank(scores[CANDIDATE]) > reference + margin
+        reason = "better hit ratio within the warm budget"
     return GateResult(
-        passed=passed,
+        passed=reason.startswith("better"),
         candidate=scores[CANDIDATE],
         live=live_score,
         baseline_name=base_name,
@@ -112,6 +130,8 @@ def run_gate(
         margin=margin,
         holdout_events=len(holdout),
         rows=tuple(rows),
+        warm_cap=cap,
+        reason=reason,
     )
 
 

@@ -139,6 +139,7 @@ class TrainingRound:
             k=self.strategy.k,
             fracs=self.settings.gate_cache_fracs,
             margin=self.settings.promote_margin,
+            warm_slack=self.settings.promote_warm_slack,
         )
         m.TRAINER_GATE_HIT_RATIO.labels("candidate").set(gate.candidate.hit_ratio)
         if gate.live is not None:

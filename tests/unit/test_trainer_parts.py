@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.settings import StrategySettings
 from stream_warmer.strategies import build_baseline
+from stream_warmer.strategies.base import Prediction, Window
 from stream_warmer.trainer.buffer import EventBuffer, to_events
 from stream_warmer.trainer.gate import prefeed, run_gate
 from stream_warmer.trainer.service import Schedule
@@ -139,6 +142,37 @@ def test_gate_margin_is_applied() -> None:
     good, bad = DeltaStrategy(3), DeltaStrategy(1)
     assert run_gate(holdout, good, bad, {}, k=1, fracs=(0.1,), margin=0.5).passed
     assert not run_gate(holdout, good, bad, {}, k=1, fracs=(0.1,), margin=1.0).passed
+
+
+class _Sometimes(DeltaStrategy):
+    """``DeltaStrategy`` that warms on every ``every``-th request only."""
+
+    def __init__(self, delta: int, every: int) -> None:
+        super().__init__(delta, version="live")
+        self.every, self.n = every, 0
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        out = []
+        for row in super().predict(windows, k):
+            self.n += 1
+            out.append(row if self.n % self.every == 0 else [])
+        return out
+
+
+def test_gate_holds_the_candidate_to_the_reference_warm_budget() -> None:
+    holdout = stride_events(2000, delta=3)[1600:]
+    # the live model warms 1 request in 10 (hit ~0.1); the candidate warms every one
+    tight = run_gate(holdout, DeltaStrategy(3), _Sometimes(3, 10), {}, k=1, fracs=(0.1,),
+                     margin=0.0, warm_slack=0.1)
+    assert tight.candidate.hit_ratio > tight.reference  # better, but ...
+    assert tight.live is not None and tight.warm_cap == pytest.approx(
+        tight.live.warms_per_request * 1.1)
+    assert tight.candidate.warms_per_request > tight.warm_cap  # ... over the budget
+    assert not tight.passed and "warms per request" in tight.reason
+    assert tight.metrics()["gate_warm_cap"] == tight.warm_cap
+    loose = run_gate(holdout, DeltaStrategy(3), _Sometimes(3, 10), {}, k=1, fracs=(0.1,),
+                     margin=0.0, warm_slack=20.0)
+    assert loose.passed and loose.metrics()["gate_reason"] == loose.reason
 
 
 def test_gate_needs_a_holdout() -> None:
