@@ -34,6 +34,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """
     from stream_warmer.serve.app import ServeApp
 
+    if settings.strategy.name == "lstm":
+        _check_device(settings)
     watcher = _start_watcher(settings) if settings.strategy.name == "lstm" else None
     strategy = watcher.strategy_source() if watcher is not None else None
     if strategy is None:
@@ -48,6 +50,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             watcher.stop()
     log.info("serve finished", extra=stats.summary())
     return 0
+
+
+def _check_device(settings: Settings) -> None:
+    """Fail at start, not at the first model, when ``model.device`` cannot be had."""
+    from stream_warmer.errors import ConfigError
+    from stream_warmer.model.runtime import pick_device
+
+    try:
+        device = pick_device(settings.model.device)
+    except RuntimeError as exc:
+        msg = f"STREAM_WARMER_MODEL__DEVICE: {exc}"
+        raise ConfigError(msg) from exc
+    log.info("model device", extra={"device": str(device), "precision": settings.model.precision})
 
 
 def _baseline(settings: Settings) -> WarmingStrategy:

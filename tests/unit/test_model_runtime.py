@@ -161,3 +161,15 @@ def test_serve_metrics_show_the_served_precision() -> None:
     assert 'stream_warmer_model_precision_info{precision="bf16"} 1.0' in text
     assert 'precision="fp32"' not in text
     assert "stream_warmer_model_precision_topk_agreement 0.9995" in text
+
+
+def test_serve_refuses_to_start_on_cuda_without_a_gpu(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from stream_warmer.cli import main
+
+    monkeypatch.setenv("STREAM_WARMER_STRATEGY__NAME", "lstm")
+    monkeypatch.setenv("STREAM_WARMER_MODEL__DEVICE", "cuda")
+    assert main(["serve", "--max-messages", "1"]) != 0
+    assert "STREAM_WARMER_MODEL__DEVICE" in capsys.readouterr().err
