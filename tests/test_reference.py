@@ -14,17 +14,13 @@ cache2k_orm_busy (5M rows) ~150-170 s, arc_oltp ~50-80 s, the other three ~20 s.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 
 from stream_warmer.evaluation.compare import TraceSource, evaluate_trace, resolve_trace
 from stream_warmer.settings import load_settings
+from tests.traces import TRACES, missing
 
-REPO = Path(__file__).resolve().parent.parent
-TRACES = Path(os.environ.get("STREAM_WARMER_TRACES_DIR", REPO.parent / "shared" / "traces"))
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 STRATEGIES = ("none", "markov1", "nextkey")
 TOLERANCE = 0.002
 
@@ -57,10 +53,7 @@ TRACE_NAMES = sorted({key[0] for key in REFERENCE}) or ["<no REFERENCE.md>"]
 def _require_traces() -> None:
     if REFERENCE:
         return
-    msg = f"no traces/REFERENCE.md under {TRACES} (set STREAM_WARMER_TRACES_DIR)"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
+    missing(f"no traces/REFERENCE.md under {TRACES} (set STREAM_WARMER_TRACES_DIR)")
 
 
 @pytest.mark.parametrize("trace", TRACE_NAMES)

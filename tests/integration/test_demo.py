@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.traces import REPO, TRACES, require_trace
+
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-TRACES = Path(os.environ.get("STREAM_WARMER_TRACES_DIR", REPO.parent / "shared" / "traces"))
 
 
 def test_demo_runs_and_stops_what_it_started(kafka_bootstrap: str, redis_url: str,
                                              tmp_path: Path) -> None:
-    if not (TRACES / "lirs_mix5.csv.gz").exists():
-        pytest.fail(f"shared traces not found in {TRACES}")
+    require_trace("lirs_mix5.csv.gz")
     env = {**os.environ,
            "STREAM_WARMER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
            "STREAM_WARMER_REDIS__URL": redis_url}

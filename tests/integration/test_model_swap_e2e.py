@@ -39,11 +39,10 @@ from tests.integration.serve_helpers import (
     read_all,
     serve_env,
 )
+from tests.traces import REPO, require_trace
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-TRACES = Path(os.environ.get("STREAM_WARMER_TRACES_DIR", REPO.parent / "shared" / "traces"))
-TRACE = TRACES / "lirs_mix5.csv.gz"
+TRACE_NAME = "lirs_mix5.csv.gz"
 FIRST, SECOND = 60_000, 3_000  # events before the round / after the publication
 PARTITIONS = 2
 
@@ -57,8 +56,7 @@ def live(
     tmp_path: Path,
 ) -> Iterator[dict[str, Any]]:
     """Topics, environments and Redis prefix of one trainer + one warmer."""
-    if not TRACE.exists():
-        pytest.fail(f"shared trace not found: {TRACE}")
+    trace = require_trace(TRACE_NAME)
     topics = {
         "events": topic_factory("events", PARTITIONS),
         "warm": topic_factory("warm", 1),
@@ -82,7 +80,7 @@ def live(
     }
     client = redis.Redis.from_url(redis_url)
     yield {"envs": envs, "kafka": kafka_bootstrap, "topics": topics, "group": group,
-           "port": serve_port, "logs": tmp_path, "prefix": prefix, "redis": client}
+           "trace": trace, "port": serve_port, "logs": tmp_path, "prefix": prefix, "redis": client}
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     client.close()
@@ -128,7 +126,7 @@ def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 def _replay(live: dict[str, Any], start: int, n: int, rate: float | None = None) -> int:
-    events = itertools.islice(read_trace(TRACE), start, start + n)
+    events = itertools.islice(read_trace(live["trace"]), start, start + n)
     return replay(events, {"bootstrap.servers": live["kafka"]}, live["topics"]["events"], rate)
 
 

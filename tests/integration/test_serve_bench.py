@@ -10,24 +10,23 @@ import redis
 
 from stream_warmer.cli import main
 from tests.integration.serve_helpers import serve_env
+from tests.traces import require_trace
 
 pytestmark = pytest.mark.integration
-TRACE = Path(__file__).resolve().parents[2] / ".." / "shared" / "traces" / "lirs_mix5.csv.gz"
 
 
 def test_bench_pipeline_writes_its_row(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if not TRACE.is_file():
-        pytest.skip(f"trace {TRACE} is not available")
+    trace = require_trace("lirs_mix5.csv.gz")
     topics = {"events": "unused", "warm": "unused", "dlq": "unused"}
     env = serve_env(kafka_bootstrap, redis_url, "unused", topics, "unused",
                     TOPICS__PARTITIONS="2")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "bench.json"
-    code = main(["bench", "pipeline", "--trace", str(TRACE), "--events", "20000",
+    code = main(["bench", "pipeline", "--trace", str(trace), "--events", "20000",
                  "--latency-seconds", "1", "--latency-warmup-seconds", "1", "--json", str(out)])
     assert code == 0
     row = json.loads(out.read_text())
