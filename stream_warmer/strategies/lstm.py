@@ -12,7 +12,6 @@ non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows)
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
@@ -33,6 +32,7 @@ from stream_warmer.model.runtime import (
     candidate_precision,
     pick_device,
 )
+from stream_warmer.model.slots import TenantSlots
 from stream_warmer.model.tracker import CandidateTracker, Step
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
@@ -61,10 +61,8 @@ class LstmStrategy(WarmingStrategy):
         self.chunk = chunk
         self._version = version
         self._tracker = CandidateTracker(spec)
-        self._states = StateSlots(model.config.layers, settings.max_state_slots,
-                                  model.config.hidden, self.device)
-        self._slots: OrderedDict[str, int] = OrderedDict()
-        self._free: list[int] = []
+        self._slots = TenantSlots(StateSlots(model.config.layers, settings.max_state_slots,
+                                             model.config.hidden, self.device), self._evicted)
         self._pending: dict[str, list[Step]] = {}
         self._newest: dict[str, tuple[Step, list[float]]] = {}  # newest step, its probs
         self.settings = settings
@@ -167,12 +165,11 @@ class LstmStrategy(WarmingStrategy):
         if isinstance(previous, LstmStrategy) and previous.spec == self.spec:
             self._tracker, self._pending = previous._tracker, previous._pending
             self._newest = previous._newest
-            if (previous._states.h.shape == self._states.h.shape
+            if (previous._slots.states.h.shape == self._slots.states.h.shape
                     and previous.device == self.device):
-                self._states, self._slots = previous._states, previous._slots
-                self._free = previous._free
-            else:  # tenants keep their candidates; their slots start from zero state
-                self._slots, self._free = OrderedDict(), []
+                self._slots = previous._slots
+                self._slots.on_evict = self._evicted
+            # else: tenants keep their candidates; their slots start from zero state
             if previous.budget is not None and self.budget is not None:
                 self.budget.adopt(previous.budget)
         elif isinstance(previous, Markov):
@@ -185,9 +182,12 @@ class LstmStrategy(WarmingStrategy):
             self._tracker.forget(tenant)
             self._pending.pop(tenant, None)
             self._newest.pop(tenant, None)
-            slot = self._slots.pop(tenant, None)
-            if slot is not None:
-                self._free.append(slot)
+            self._slots.release(tenant)
+
+    def _evicted(self, tenant: str) -> None:
+        """Its slot went to another tenant (LRU): its candidates and newest row go too."""
+        self._tracker.forget(tenant)
+        self._newest.pop(tenant, None)
 
     def _decode(self, rows: list[list[float]], steps: Sequence[Step], k: int
                 ) -> list[list[Prediction]]:
@@ -206,43 +206,13 @@ class LstmStrategy(WarmingStrategy):
         t = self.budget.threshold if self.budget is not None else self.threshold
         return [[Prediction(key, score) for key, score in p if score >= t] for p in picks]
 
-    def _slot_ids(self, group: list[str]) -> list[int]:
-        """``_slot`` of each tenant; the common case (a slot exists) inline."""
-        get, touch = self._slots.get, self._slots.move_to_end
-        out = []
-        for tenant in group:
-            slot = get(tenant)
-            if slot is None:
-                out.append(self._slot(tenant))
-            else:
-                touch(tenant)
-                out.append(slot)
-        return out
-
-    def _slot(self, tenant: str) -> int:
-        slot = self._slots.get(tenant)
-        if slot is not None:
-            self._slots.move_to_end(tenant)
-            return slot
-        if self._free:
-            slot = self._free.pop()
-        elif len(self._slots) < self._states.capacity:
-            slot = len(self._slots)
-        else:  # evict the least recently used tenant's slot
-            old, slot = self._slots.popitem(last=False)
-            self._tracker.forget(old)
-            self._newest.pop(old, None)
-        self._states.reset(torch.tensor([slot], device=self.device))
-        self._slots[tenant] = slot
-        return slot
-
     def _advance(self, tenants: list[str], *, last_only: bool = False
                  ) -> list[tuple[list[str], list[int], np.ndarray]]:
         """Run each tenant's pending steps from its slot state, in groups of at most the
         slot capacity: (tenants, their step counts, probabilities) per group, (B, T, C),
         or (B, 1, C) at each row's newest step with ``last_only``."""
         out = []
-        cap = self._states.capacity
+        cap = self._slots.capacity
         for start in range(0, len(tenants), cap):
             group = [t for t in tenants[start : start + cap] if self._pending.get(t)]
             if group:
@@ -258,10 +228,11 @@ class LstmStrategy(WarmingStrategy):
         lengths = None if min(lens) == max(lens) else torch.tensor(lens)  # (B,)
         stage, dev, check = self._staging, self.device, self.precision_check
         with torch.inference_mode():
-            slots = stage.to_device("slots", torch.tensor(self._slot_ids(group)))  # (B,)
+            slots = stage.to_device("slots", torch.tensor(self._slots.ids(group)))  # (B,)
             cats_d, masks_d = stage.to_device("cats", cats), stage.to_device("masks", masks)
             bits = expand_bits(masks_d[..., 0], masks_d[..., 1], self.spec.n_classes)  # (B,T,2C)
-            state = (self._states.h[:, slots], self._states.c[:, slots])  # (L, B, H) each
+            states = self._slots.states
+            state = (states.h[:, slots], states.c[:, slots])  # (L, B, H) each
             with autocast(check.active, dev):
                 logits, (h, c) = self.model.forward_seq(cats_d, bits, state, lengths)  # (B,T,C)
             newest = torch.tensor(lens, device=dev) - 1  # (B,)
@@ -271,8 +242,8 @@ class LstmStrategy(WarmingStrategy):
                 with autocast(check.candidate, dev):
                     cand, _ = self.model.forward_seq(cats_d, bits, state, lengths)
                 check.compare(logits[rows, newest], cand[rows, newest])
-            self._states.h[:, slots] = h.to(self._states.h.dtype)  # bf16 under autocast
-            self._states.c[:, slots] = c.to(self._states.c.dtype)
+            states.h[:, slots] = h.to(states.h.dtype)  # bf16 under autocast
+            states.c[:, slots] = c.to(states.c.dtype)
             if last_only:
                 logits = logits[rows, newest][:, None]  # (B, 1, C)
             probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))

@@ -130,7 +130,7 @@ def test_adopt_state_keeps_the_tracker_when_the_state_shape_differs(
     after = LstmStrategy(wider, strategy.spec, 0.0, settings.model)
     after.adopt_state(before)
     assert after._tracker is before._tracker
-    assert after._states.h.shape[-1] == 8 and not after._slots
+    assert after._slots.states.h.shape[-1] == 8 and not after._slots
     assert _serve(after, _stream(260)[250:])  # runs on fresh slots, the tracker's candidates
 
 
