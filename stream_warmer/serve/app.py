@@ -30,6 +30,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from stream_warmer.errors import KafkaError, SinkUnavailableError
 from stream_warmer.events import AccessEvent, DeadLetter, EventDecoder, encode
+from stream_warmer.serve.checkpoint import Checkpointer
 from stream_warmer.serve.engine import LatencyObserver
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
 from stream_warmer.serve.outage import Outage
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 
 StrategySource = Callable[[], WarmingStrategy | None]
 _IDLE_POLL_S = 0.1
-PRODUCER_FLUSH_S = 10.0
 # a confluent_kafka.Message; its stubs type partition/offset/error as Optional even on
 # data messages, so the hot loop treats it as Any after checking error().
 Msg = Any
@@ -96,8 +96,6 @@ class ServeApp:
         self._strategy = strategy
         self._outage = Outage(self._topic, self.offsets, self.metrics, self.stats, clock=clock,
                               backoff_max_s=settings.redis.retry_backoff_max_s)
-        self._next_checkpoint = 0.0
-        self._stop_reason: str | None = None  # set once commits must never happen again
         self._polled_at = 0.0
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
@@ -140,7 +138,11 @@ class ServeApp:
         install_signals(stack, self.stop)
         if s.batch.gc_freeze:
             stack.callback(gc.unfreeze)  # frozen objects become collectable again
-        self._next_checkpoint = self._clock() + s.batch.checkpoint_interval_s
+        self._checkpoints = Checkpointer(
+            self._engine, self._outbox, self._consumer, self._outage, metrics=self.metrics,
+            stats=self.stats, offsets=self.offsets, topic=self._topic,
+            interval_s=s.batch.checkpoint_interval_s, gc_freeze=s.batch.gc_freeze,
+            clock=self._clock)
         log.info("serving", extra={"topic": self._topic, "group": s.kafka.consumer_group,
                                    "strategy": self._strategy.name})
 
@@ -152,7 +154,7 @@ class ServeApp:
             self._handle(messages)
             self._maybe_predict()
             self._maybe_swap_strategy()
-            self._maybe_checkpoint()
+            self._checkpoints.maybe()
             self._outage.maybe_recover(self._engine, self._consumer)
             if messages:
                 idle_since = self._clock()
@@ -279,69 +281,12 @@ class ServeApp:
         self.metrics.set_model(new.name, new.model_version)
         log.info("strategy swapped", extra={"strategy": new.name, "version": new.model_version})
 
-    # ------------------------------------------------------------------ checkpoints
-    def _maybe_checkpoint(self) -> None:
-        now = self._clock()
-        if self._outage.active or now < self._next_checkpoint:
-            return
-        self._next_checkpoint = now + self._s.batch.checkpoint_interval_s
-        self._housekeep(now)
-        self._checkpoint("interval")
-        if self._s.batch.gc_freeze:
-            gc.freeze()
-
-    def _checkpoint(self, trigger: str) -> bool:
-        """Flush Redis, then the producer, then commit stored offsets; False if skipped."""
-        try:
-            self.stats.commands += self._engine.flush_sink()
-        except SinkUnavailableError as exc:
-            self._outage.enter(exc, self._engine, self._consumer)
-            return False
-        if self._outbox.failed:  # records lost: committing would skip their events for good
-            if self._stop_reason is not None:
-                return False
-            self._stop_reason = (f"{self._outbox.failed} warm commands or dead letters were "
-                                 f"not delivered: {self._outbox.last_error}")
-            raise KafkaError(self._stop_reason)
-        undelivered = self._outbox.flush(PRODUCER_FLUSH_S)
-        if undelivered or self._outbox.failed:
-            log.warning("checkpoint skipped: producer has not delivered yet",
-                        extra={"undelivered": undelivered})
-            return False
-        self._commit(asynchronous=trigger == "interval")
-        self.stats.checkpoints += 1
-        self.metrics.checkpoints.labels(trigger).inc()
-        return True
-
-    def _commit(self, asynchronous: bool) -> None:
-        """Commit the stored offsets (their side effects are flushed by now).
-
-        Interval checkpoints do not wait for the broker: a synchronous commit stalled
-        the loop ~7 ms (up to ~35 ms) every interval, a share of the latency tail. A
-        failed async commit is logged (``on_commit``) and superseded by the next one;
-        revoke and shutdown wait for theirs.
-        """
-        try:
-            self._consumer.commit(asynchronous=asynchronous)
-        except KafkaException as exc:
-            if exc.args[0].code() == _KafkaErr._NO_OFFSET:
-                return
-            msg = f"commit failed: {exc}"
-            raise KafkaError(msg) from exc
-
-    def _housekeep(self, now: float) -> None:
-        engine = self._engine
-        engine.forget(engine.windows.evict_idle(now))
-        expired = engine.precision.expire(now)
-        self.metrics.expired_warms.inc(expired)
-        self.stats.publish(self.metrics, engine, self._consumer, self._topic, self.offsets)
-
     def _shutdown(self) -> None:
         if not self._outage.active:
             self._maybe_predict(force=True)
         if not self._outage.active:
-            self._checkpoint("shutdown")
-        self.stats.publish(self.metrics, self._engine, self._consumer, self._topic, self.offsets)
+            self._checkpoints.run("shutdown")
+        self._checkpoints.publish()
         self.stats.finished_at = self._clock()
         log.info("stopped", extra=self.stats.summary())
 
@@ -355,7 +300,7 @@ class ServeApp:
         self._engine.batcher.discard_partitions(parts)
         self.offsets.drop(parts)
         if not self._outage.active:
-            self._checkpoint("revoke")
+            self._checkpoints.run("revoke")
         self._engine.forget(self._engine.windows.drop_partitions(parts))
         log.info("revoked", extra={"partitions": parts})
 
