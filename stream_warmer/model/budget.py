@@ -4,7 +4,8 @@ The trained threshold is only a starting point: the share of warms that are
 *effective* (the key was not already cached) drifts with the workload. The controller
 replays three shadow object-count LRU caches of the warmed cache's capacity (told by
 the evaluator or serve's ``model.cache_capacity``; no fraction is assumed) — one fed
-by this strategy's warms, one by the Markov successor's, one by the next key's — and
+by this strategy's warms, one by the Markov successors', one by the next keys' (the
+top k of each, k as many as the strategy may warm per request) — and
 nudges the threshold (dual ascent) so that the smoothed effective warm rate stays
 within ``1 - margin`` of the baseline whose shadow hit ratio is higher. Which baseline
 is better is judged on a long horizon (``base_halflife`` requests): judged on the
@@ -21,6 +22,7 @@ into the rates at the next one.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 Pair = tuple[str, str]
@@ -77,8 +79,8 @@ class WarmBudget:
         self.warm_rate, self.hit_rate = other.warm_rate, other.hit_rate
         self.base_hit_rate = other.base_hit_rate
 
-    def step(self, pair: Pair, scored: list[tuple[str, float]], markov: str | None,
-             nextkey: str | None) -> list[tuple[str, float]]:
+    def step(self, pair: Pair, scored: list[tuple[str, float]], markov: Sequence[str],
+             nextkey: Sequence[str]) -> list[tuple[str, float]]:
         """Account one request; return the warms of ``scored`` that pass the threshold."""
         self._request(pair, markov, nextkey)
         keep = [(key, s) for key, s in scored if s >= self.threshold]
@@ -86,7 +88,7 @@ class WarmBudget:
         self._update()
         return keep
 
-    def request(self, pair: Pair, markov: str | None, nextkey: str | None) -> None:
+    def request(self, pair: Pair, markov: Sequence[str], nextkey: Sequence[str]) -> None:
         """Account one observed request (serve); rates and threshold move here."""
         self._request(pair, markov, nextkey)
         self._update()
@@ -96,12 +98,13 @@ class WarmBudget:
         ours = self._shadows[0]
         self._ours += sum(ours.warm((tenant, key), self.capacity) for key in keys)
 
-    def _request(self, pair: Pair, markov: str | None, nextkey: str | None) -> None:
-        cap = self.capacity
+    def _request(self, pair: Pair, markov: Sequence[str], nextkey: Sequence[str]) -> None:
+        """The request in every shadow, then each baseline's warms (its top k keys)."""
+        cap, tenant = self.capacity, pair[0]
         hits = [shadow.request(pair, cap) for shadow in self._shadows]
-        effs = [0,
-                int(markov is not None and self._shadows[1].warm((pair[0], markov), cap)),
-                int(nextkey is not None and self._shadows[2].warm((pair[0], nextkey), cap))]
+        mk, nk = self._shadows[1], self._shadows[2]
+        effs = [0, sum(mk.warm((tenant, key), cap) for key in markov),
+                sum(nk.warm((tenant, key), cap) for key in nextkey)]
         self._pending = (hits, effs)
 
     def _update(self) -> None:

@@ -92,6 +92,15 @@ class CandidateTracker:
             if len(st.succ) > self.spec.max_keys_per_tenant:
                 del st.succ[next(iter(st.succ))]
 
+    def top_successors(self, tenant: str, key: Key, k: int) -> list[Key]:
+        """The ``k`` most frequent successors of ``key`` seen for ``tenant`` (first seen
+        first among equal counts), as the candidate ranks order them."""
+        st = self._t.get(tenant)
+        succ = st.succ.get(key) if st is not None else None
+        if not succ:
+            return []
+        return [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:k]]
+
     def step(self, ev: AccessEvent) -> Step:
         """Observe one access and return its inputs and candidates (the serve hot path)."""
         st = self._t.get(ev.tenant)

@@ -23,7 +23,7 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.dataset import expand_bits, pad_steps
 from stream_warmer.model.decode import choose
-from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.features import FeatureSpec, parse_key
 from stream_warmer.model.net import StateSlots, WarmNet
 from stream_warmer.model.runtime import (
     PrecisionCheck,
@@ -43,7 +43,12 @@ class LstmStrategy(WarmingStrategy):
     """Streaming LSTM over per-tenant candidate features (see the module docstring)."""
 
     name = "lstm"
-    nested_k = True  # the top k is a prefix of the top k+1
+
+    @property
+    def nested_k(self) -> bool:
+        """Whether the top k is a prefix of the top k+1 (the evaluator then serves every
+        k from one run). Not with the online budget: its threshold follows k."""
+        return not self.settings.budget_online
 
     def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
                  settings: ModelSettings, *, version: str = "untrained", chunk: int = 2048) -> None:
@@ -67,6 +72,7 @@ class LstmStrategy(WarmingStrategy):
         self._newest: dict[str, tuple[Step, list[float]]] = {}  # newest step, its probs
         self.settings = settings
         self.budget: WarmBudget | None = None
+        self._k = 1  # warms per request, as last asked (predict / predict_stream)
         if settings.cache_capacity > 0:
             self.set_cache_capacity(settings.cache_capacity)
 
@@ -99,10 +105,12 @@ class LstmStrategy(WarmingStrategy):
         step = self._tracker.step(event)
         self._pending.setdefault(event.tenant, []).append(step)
         if self.budget is not None:
-            self.budget.request((event.tenant, event.key), _markov(step), _next_key(event.key))
+            self.budget.request((event.tenant, event.key), self._markov(event, step),
+                                _next_keys(event.key, self._k))
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """Up to ``k`` warms per window's tenant, for the key after its newest access."""
+        self._k = k  # the baselines' shadows warm as many (see ``observe``)
         for w in windows:
             if w.tenant not in self._newest and w.tenant not in self._pending:
                 for ev in w.events:
@@ -128,9 +136,15 @@ class LstmStrategy(WarmingStrategy):
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
+        self._k = k
         it = iter(events)
         while chunk := list(islice(it, self.chunk)):
-            steps = [self._tracker.step(ev) for ev in chunk]
+            steps = [self._tracker.step(ev) for ev in chunk] if self.budget is None else []
+            marks = []  # Markov's top k at each step, before later events teach it more
+            if self.budget is not None:
+                for ev in chunk:
+                    steps.append(step := self._tracker.step(ev))
+                    marks.append(self._markov(ev, step))
             by_tenant: dict[str, list[int]] = {}
             for i, ev in enumerate(chunk):
                 by_tenant.setdefault(ev.tenant, []).append(i)
@@ -147,9 +161,8 @@ class LstmStrategy(WarmingStrategy):
             if self.budget is None:
                 yield from self._filter(picks)
                 continue
-            for ev, step, scored in zip(chunk, steps, picks, strict=True):
-                keep = self.budget.step((ev.tenant, ev.key), scored, _markov(step),
-                                        _next_key(ev.key))
+            for ev, mark, scored in zip(chunk, marks, picks, strict=True):
+                keep = self.budget.step((ev.tenant, ev.key), scored, mark, _next_keys(ev.key, k))
                 yield [Prediction(key, score) for key, score in keep]
 
     def adopt_state(self, previous: WarmingStrategy) -> None:
@@ -175,6 +188,14 @@ class LstmStrategy(WarmingStrategy):
         elif isinstance(previous, Markov):
             for tenant, table in previous._tables.items():
                 self._tracker.seed(tenant, ((k, s.counts) for k, s in table.items()))
+
+    def _markov(self, event: AccessEvent, step: Step) -> list[str]:
+        """What Markov warms after ``event``: its top ``k`` successors (shadow budget)."""
+        k, ranks = self._k, self.spec.ranks
+        if k <= ranks:  # the step's rank candidates already are the top ones
+            return [str(c) for c in step.cands[1 : 1 + k] if c is not None]
+        top = self._tracker.top_successors(event.tenant, parse_key(event.key), k)
+        return [str(c) for c in top]
 
     def forget(self, tenants: Iterable[str]) -> None:
         """Drop tenants' tracker state and free their slots."""
@@ -250,13 +271,12 @@ class LstmStrategy(WarmingStrategy):
         return group, lens, probs
 
 
-def _markov(step: Step) -> str | None:
-    top = step.cands[1] if len(step.cands) > 1 else None
-    return None if top is None else str(top)
-
-
-def _next_key(key: str) -> str | None:
-    return str(int(key) + 1) if key.isdigit() else None
+def _next_keys(key: str, k: int) -> list[str]:
+    """What ``nextkey`` warms after ``key``: key+1 ... key+k (integer keys only)."""
+    if not key.isdigit():
+        return []
+    n = int(key)
+    return [str(n + i) for i in range(1, k + 1)]
 
 
 def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:

@@ -16,31 +16,52 @@ from stream_warmer.strategies.lstm import LstmStrategy
 def test_shadow_caches_hold_the_told_capacity() -> None:
     budget = WarmBudget(0.5, 10, 0.0)
     for i in range(200):
-        budget.step(("t", str(i)), [(str(i + 1), 0.9)], str(i + 2), str(i + 1))
+        budget.step(("t", str(i)), [(str(i + 1), 0.9)], [str(i + 2)], [str(i + 1)])
     assert all(len(shadow.lru) == 10 for shadow in budget._shadows)
     budget.capacity = 3
-    budget.step(("t", "x"), [], None, None)
+    budget.step(("t", "x"), [], [], [])
     assert all(len(shadow.lru) == 3 for shadow in budget._shadows)
 
 
 def test_threshold_rises_when_warming_more_than_the_baseline_and_falls_otherwise() -> None:
     spender = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
     for i in range(2000):  # we warm a fresh key each time; the baselines warm nothing new
-        spender.step(("t", str(i % 40)), [(f"w{i}", 0.99)], None, None)
+        spender.step(("t", str(i % 40)), [(f"w{i}", 0.99)], [], [])
     assert spender.threshold > 0.5
     saver = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
     for i in range(2000):  # we warm nothing; the Markov baseline warms fresh keys
-        saver.step(("t", str(i % 40)), [("0", 0.1)], f"m{i}", None)
+        saver.step(("t", str(i % 40)), [("0", 0.1)], [f"m{i}"], [])
     assert saver.threshold < 0.5
 
 
 def test_the_serve_drive_counts_warms_at_the_next_request() -> None:
     budget = WarmBudget(0.5, 50, 0.0, halflife=1)  # alpha 0.5
-    budget.request(("t", "a"), None, None)
+    budget.request(("t", "a"), [], [])
     budget.warm("t", ["b", "c"])
     assert budget.warm_rate[0] == 0.0
-    budget.request(("t", "d"), None, None)
+    budget.request(("t", "d"), [], [])
     assert budget.warm_rate[0] == 1.0  # 0.5 * 2 effective warms
+
+
+def test_the_baselines_shadows_warm_their_top_k() -> None:
+    one, four = WarmBudget(0.5, 100, 0.0, halflife=1), WarmBudget(0.5, 100, 0.0, halflife=1)
+    one.request(("t", "1"), ["7"], ["2"])
+    four.request(("t", "1"), ["7", "8", "9", "10"], ["2", "3", "4", "5"])
+    assert one.warm_rate[1:] == [0.5, 0.5]  # alpha 0.5 x one effective warm each
+    assert four.warm_rate[1:] == [2.0, 2.0]  # x four
+
+
+def test_lstm_shadows_follow_the_k_it_is_asked_for() -> None:
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, cache_capacity=1000)
+    strategy = _strategy(ms)
+    from stream_warmer.events import AccessEvent
+
+    events = [AccessEvent(tenant="t", key=str(k), ts=i)
+              for i, k in enumerate([1, 5, 1, 6, 1, 7, 1, 8, 1, 9, 1])]
+    list(strategy.predict_stream(events, 4))
+    assert strategy._markov(events[-1], strategy._tracker.step(events[-1])) == [
+        "5", "6", "7", "8"]  # four successors of 1, beyond the model's 2 ranks
+    assert strategy._k == 4
 
 
 def _strategy(ms: ModelSettings) -> LstmStrategy:
@@ -60,3 +81,9 @@ def test_lstm_budget_capacity_from_the_hook_or_the_setting_never_a_fraction() ->
     off = _strategy(ms.model_copy(update={"budget_online": False}))
     off.set_cache_capacity(5)
     assert off.budget is None
+
+
+def test_with_the_online_budget_each_k_needs_its_own_run() -> None:
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1)
+    assert _strategy(ms).nested_k is False  # the threshold follows k
+    assert _strategy(ms.model_copy(update={"budget_online": False})).nested_k is True
