@@ -139,11 +139,10 @@ class LstmStrategy(WarmingStrategy):
         self._k = k
         it = iter(events)
         while chunk := list(islice(it, self.chunk)):
-            steps = [self._tracker.step(ev) for ev in chunk] if self.budget is None else []
-            marks = []  # Markov's top k at each step, before later events teach it more
-            if self.budget is not None:
-                for ev in chunk:
-                    steps.append(step := self._tracker.step(ev))
+            steps, marks = [], []  # marks: Markov's top k then, not after the whole chunk
+            for ev in chunk:
+                steps.append(step := self._tracker.step(ev))
+                if self.budget is not None:
                     marks.append(self._markov(ev, step))
             by_tenant: dict[str, list[int]] = {}
             for i, ev in enumerate(chunk):

@@ -111,17 +111,18 @@ def run_gate(
     ref_score = live_score if live_score is not None else base
     reference = ref_score.hit_ratio if ref_score is not None else 0.0
     cap = None
-    if live_score is not None and math.isfinite(live_score.warms_per_request):
+    # a live model that warms nothing sets no budget (it would block every warming one)
+    if live_score is not None and 0 < live_score.warms_per_request < math.inf:
         cap = live_score.warms_per_request * (1.0 + warm_slack)
-    cand = scores[CANDIDATE]
+    cand, passed = scores[CANDIDATE], False
     if not _rank(cand) > reference + margin:
         reason = "hit ratio not above the reference + margin"
     elif cap is not None and not cand.warms_per_request <= cap:
         reason = "more warms per request than the live model's budget allows"
     else:
-        reason = "better hit ratio within the warm budget"
+        reason, passed = "better hit ratio within the warm budget", True
     return GateResult(
-        passed=reason.startswith("better"),
+        passed=passed,
         candidate=scores[CANDIDATE],
         live=live_score,
         baseline_name=base_name,
