@@ -71,6 +71,15 @@ class StateSlots:
         """Number of slots."""
         return int(self.h.shape[1])
 
+    def read(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) of ``slots``: copies, (L, B, H) each."""
+        return self.h[:, slots], self.c[:, slots]
+
+    def write(self, slots: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> None:
+        """Store (h, c) (L, B, H) into ``slots``; bf16 under autocast, kept in fp32 here."""
+        self.h[:, slots] = h.to(self.h.dtype)
+        self.c[:, slots] = c.to(self.c.dtype)
+
     def reset(self, slots: torch.Tensor) -> None:
         """Re-initialise the given slots (a new or evicted tenant) to the zero state."""
         self.h[:, slots] = 0.0
@@ -160,8 +169,7 @@ class WarmNet(nn.Module):
         self, cats: torch.Tensor, bits: torch.Tensor, slots: torch.Tensor, states: StateSlots
     ) -> torch.Tensor:
         """Streaming mode: advance B tenants one step; logits (B, C); updates ``states``."""
-        state = (states.h[:, slots].contiguous(), states.c[:, slots].contiguous())  # (L, B, H)
+        state = states.read(slots)  # (L, B, H) each
         logits, (h, c) = self.forward_seq(cats[:, None], bits[:, None], state)  # (B, 1, C)
-        states.h[:, slots] = h.to(states.h.dtype)  # bf16 under autocast; slots stay fp32
-        states.c[:, slots] = c.to(states.c.dtype)
+        states.write(slots, h, c)
         return logits[:, 0]  # (B, C)

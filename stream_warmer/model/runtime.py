@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ class PrecisionCheck:
     min_agreement: float = 0.999
     seen: int = 0
     agreed: int = 0
-    decided: str | None = field(default=None)
+    decided: str | None = None
 
     def __post_init__(self) -> None:
         if self.candidate is None:

@@ -252,7 +252,7 @@ class LstmStrategy(WarmingStrategy):
             cats_d, masks_d = stage.to_device("cats", cats), stage.to_device("masks", masks)
             bits = expand_bits(masks_d[..., 0], masks_d[..., 1], self.spec.n_classes)  # (B,T,2C)
             states = self._slots.states
-            state = (states.h[:, slots], states.c[:, slots])  # (L, B, H) each
+            state = states.read(slots)  # (L, B, H) each
             with autocast(check.active, dev):
                 logits, (h, c) = self.model.forward_seq(cats_d, bits, state, lengths)  # (B,T,C)
             newest = torch.tensor(lens, device=dev) - 1  # (B,)
@@ -262,8 +262,7 @@ class LstmStrategy(WarmingStrategy):
                 with autocast(check.candidate, dev):
                     cand, _ = self.model.forward_seq(cats_d, bits, state, lengths)
                 check.compare(logits[rows, newest], cand[rows, newest])
-            states.h[:, slots] = h.to(states.h.dtype)  # bf16 under autocast
-            states.c[:, slots] = c.to(states.c.dtype)
+            states.write(slots, h, c)
             if last_only:
                 logits = logits[rows, newest][:, None]  # (B, 1, C)
             probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))
