@@ -1,16 +1,35 @@
-"""Where the tests find the shared real traces: ``$STREAM_WARMER_TRACES_DIR`` or
-``<repo>/../shared/traces``. A missing trace fails the test under CI (``CI=true``) and
-skips it elsewhere, with the path it looked for."""
+"""Where the tests find the shared real traces: ``$STREAM_WARMER_TRACES_DIR``, else
+``<repo>/../shared/traces``, else, for a clone of a local checkout (``git clone
+/work/main /tmp/x/main``), ``<origin>/../shared/traces``. A missing trace fails the
+test under CI (``CI=true``) and skips it elsewhere, with the path it looked for."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TRACES = Path(os.environ.get("STREAM_WARMER_TRACES_DIR", REPO.parent / "shared" / "traces"))
+
+
+def _traces_dir() -> Path:
+    if "STREAM_WARMER_TRACES_DIR" in os.environ:
+        return Path(os.environ["STREAM_WARMER_TRACES_DIR"])
+    beside = REPO.parent / "shared" / "traces"
+    if beside.is_dir():
+        return beside
+    origin = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    if origin and Path(origin).is_dir():  # a local clone: its origin's neighbours
+        from_origin = Path(origin).resolve().parent / "shared" / "traces"
+        if from_origin.is_dir():
+            return from_origin
+    return beside
+
+
+TRACES = _traces_dir()
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
