@@ -1,14 +1,19 @@
-# stream-warmer: one image for every process (serve, train, replay, topics).
+# stream-warmer: one image for every process (serve, load, train, replay, topics).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-# Dependencies first, so code changes do not reinstall torch.
-COPY pyproject.toml README.md ./
-RUN mkdir stream_warmer && touch stream_warmer/__init__.py \
-    && pip install . && pip uninstall -y stream-warmer && rm -rf stream_warmer
+# Dependencies first, exactly as locked (hashes checked), so code changes do not
+# reinstall torch. The uv version is the one scripts/bootstrap pins.
+COPY pyproject.toml uv.lock ./
+RUN pip install uv==0.13.9 \
+    && uv export --locked --no-dev --extra plot --no-emit-project -o /tmp/requirements.txt \
+    && pip install --require-hashes -r /tmp/requirements.txt \
+    && pip uninstall -y uv && rm /tmp/requirements.txt
 
+# The package, with the trace it ships (stream_warmer/data/traces) for `replay`.
+COPY README.md ./
 COPY stream_warmer ./stream_warmer
 COPY config ./config
 RUN pip install --no-deps . \

@@ -1,11 +1,15 @@
 # The same targets run locally and in CI (.ci/run calls `make test`).
-PY ?= python3
+# Every target runs in the project's environment, which `make install` builds from uv.lock.
+PY ?= .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install stack stack-down lint typecheck unit test demo bench evaluate clean
+.PHONY: install lock stack stack-down lint typecheck unit test demo bench evaluate clean
 
-install:            ## install system packages, the package and its dev tools, the Kafka jars
+install:            ## system packages, uv.lock into .venv (package, plot extra, dev tools), Kafka jars
 	scripts/bootstrap
+
+lock:               ## re-resolve uv.lock after editing pyproject.toml's dependencies, then install it
+	scripts/bootstrap --relock
 
 stack: install      ## start Kafka (KRaft) + Redis on 127.0.0.1 (idempotent)
 	scripts/devstack up

@@ -19,7 +19,7 @@ import pytest
 
 from stream_warmer.evaluation.compare import TraceSource, evaluate_trace, resolve_trace
 from stream_warmer.settings import load_settings
-from tests.traces import TRACES, missing
+from tests.traces import TRACES, WHERE, missing
 
 STRATEGIES = ("none", "markov1", "nextkey")
 TOLERANCE = 0.002
@@ -53,7 +53,7 @@ TRACE_NAMES = sorted({key[0] for key in REFERENCE}) or ["<no REFERENCE.md>"]
 def _require_traces() -> None:
     if REFERENCE:
         return
-    missing(f"no traces/REFERENCE.md under {TRACES} (set STREAM_WARMER_TRACES_DIR)")
+    missing(f"no REFERENCE.md under {TRACES}. {WHERE}")
 
 
 @pytest.mark.parametrize("trace", TRACE_NAMES)

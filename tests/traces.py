@@ -1,7 +1,11 @@
-"""Where the tests find the shared real traces: ``$STREAM_WARMER_TRACES_DIR``, else
+"""Where the tests find the large shared real traces: ``$STREAM_WARMER_TRACES_DIR``, else
 ``<repo>/../shared/traces``, else, for a clone of a local checkout (``git clone
 /work/main /tmp/x/main``), ``<origin>/../shared/traces``. A missing trace fails the
-test under CI (``CI=true``) and skips it elsewhere, with the path it looked for."""
+test under CI (``CI=true``) and skips it elsewhere, saying where the traces come from.
+
+Only the tests that need whole traces use these (the REFERENCE reproduction, the bench
+smoke test); everything else runs on the trace shipped in the package
+(``stream_warmer.data.SAMPLE_TRACE``)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ def _traces_dir() -> Path:
 
 
 TRACES = _traces_dir()
+WHERE = ("The large real traces are not in the repository: they come in a `shared/traces` "
+         "folder beside the checkout (its README gives their sources and licences); "
+         "set STREAM_WARMER_TRACES_DIR to a folder that holds them.")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -37,7 +44,7 @@ def require_trace(name: str) -> Path:
     """The path of trace ``name`` under ``TRACES``; fail (CI) or skip when it is missing."""
     path = TRACES / name
     if not path.exists():
-        missing(f"shared trace not found: {path} (set STREAM_WARMER_TRACES_DIR)")
+        missing(f"shared trace not found: {path}. {WHERE}")
     return path
 
 

@@ -6,23 +6,24 @@ import argparse
 import os
 from pathlib import Path
 
+from stream_warmer.cli.traceargs import add_traces_dir_argument
+from stream_warmer.data import SAMPLE_TRACE_NAME
 from stream_warmer.settings import Settings
 
 HELP = (
     "bring up the local stack if needed, start a trainer and a warmer, replay a real "
     "trace and show live progress; stops what it started"
 )
-DEFAULT_TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Trace, rate, limits."""
     parser.add_argument(
         "--trace",
-        default="lirs_mix5",
-        help="a trace path, or a name in --traces-dir (default: lirs_mix5)",
+        default=SAMPLE_TRACE_NAME,
+        help="a trace file, or a bare name in --traces-dir (default: %(default)s, shipped)",
     )
-    parser.add_argument("--traces-dir", type=Path, default=DEFAULT_TRACES)
+    add_traces_dir_argument(parser)
     parser.add_argument("--rate", type=float, default=4000.0, help="events per second to replay")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many events")
     parser.add_argument(
@@ -35,14 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Resolve the trace and run the demo."""
     from stream_warmer.demo import DemoOptions, run_demo
-    from stream_warmer.errors import TraceError
+    from stream_warmer.evaluation.compare import resolve_trace
 
-    trace = Path(args.trace)
-    if not trace.exists():
-        trace = args.traces_dir / f"{args.trace}.csv.gz"
-    if not trace.exists():
-        msg = f"trace {args.trace!r} not found (looked in {args.traces_dir})"
-        raise TraceError(msg)
+    _, trace = resolve_trace(args.trace, args.traces_dir)
     opts = DemoOptions(
         trace=trace,
         rate=args.rate,

@@ -52,7 +52,7 @@ return out
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
-def redis_client(settings: RedisSettings) -> redis.Redis[Any]:
+def redis_client(settings: RedisSettings) -> redis.Redis:
     """A client without its own retries: the serve loop backs off and retries itself."""
     password = settings.password.get_secret_value() if settings.password else None
     return redis.Redis.from_url(
@@ -78,7 +78,7 @@ class RedisSink:
     """Buffers warm commands; ``flush`` writes them in one pipelined round trip."""
 
     def __init__(
-        self, client: redis.Redis[Any], settings: RedisSettings, dedup_ttl_ms: int
+        self, client: redis.Redis, settings: RedisSettings, dedup_ttl_ms: int
     ) -> None:
         self._client = client
         self._prefix = settings.key_prefix
@@ -147,7 +147,7 @@ class RedisSink:
             return self._pipeline(groups, self._sha)
 
     def _load_script(self) -> str:
-        return str(self._client.script_load(_ENQUEUE))  # type: ignore[no-untyped-call]
+        return str(self._client.script_load(_ENQUEUE))
 
     def _pipeline(self, groups: dict[str, list[WarmCommand]], sha: str) -> list[list[int]]:
         pipe = self._client.pipeline(transaction=False)

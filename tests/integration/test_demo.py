@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.traces import REPO, TRACES, require_trace
+from tests.traces import REPO
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_and_stops_what_it_started(kafka_bootstrap: str, redis_url: str,
                                              tmp_path: Path) -> None:
-    require_trace("lirs_mix5.csv.gz")
     env = {**os.environ,
            "STREAM_WARMER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
            "STREAM_WARMER_REDIS__URL": redis_url}
     proc = subprocess.run(
-        [sys.executable, "-m", "stream_warmer", "demo", "--traces-dir", str(TRACES),
+        # no --trace: the demo's default, the trace shipped in the package
+        [sys.executable, "-m", "stream_warmer", "demo",
          "--limit", "12000", "--rate", "4000", "--interval", "1", "--timeout", "240",
          "--log-dir", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)

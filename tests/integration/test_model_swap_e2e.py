@@ -2,10 +2,11 @@
 
 ``python -m stream_warmer train`` and ``python -m stream_warmer serve`` (strategy
 ``lstm``) run as subprocesses on uuid topics, configured only by environment
-variables, over the first events of a real trace (lirs_mix5). The trainer runs one
-round with the shipped model defaults and its own promotion gate (default margin);
-the warmer starts on the fallback baseline and must swap to the published version
-without stopping. Then ``model list|show|rollback`` are run against the live stack.
+variables, over the first events of the real trace shipped in the package (cache2k
+orm-busy). The trainer runs one round with the shipped model defaults and its own
+promotion gate (default margin); the warmer starts on the fallback baseline and must
+swap to the published version without stopping. Then ``model list|show|rollback``
+are run against the live stack.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import redis
 
+from stream_warmer.data import SAMPLE_TRACE
 from stream_warmer.demo import free_port
 from stream_warmer.evaluation.traces import read_trace
 from stream_warmer.replay import replay
@@ -39,10 +41,9 @@ from tests.integration.serve_helpers import (
     read_all,
     serve_env,
 )
-from tests.traces import REPO, require_trace
+from tests.traces import REPO
 
 pytestmark = pytest.mark.integration
-TRACE_NAME = "lirs_mix5.csv.gz"
 FIRST, SECOND = 60_000, 3_000  # events before the round / after the publication
 PARTITIONS = 2
 
@@ -56,7 +57,7 @@ def live(
     tmp_path: Path,
 ) -> Iterator[dict[str, Any]]:
     """Topics, environments and Redis prefix of one trainer + one warmer."""
-    trace = require_trace(TRACE_NAME)
+    trace = SAMPLE_TRACE
     topics = {
         "events": topic_factory("events", PARTITIONS),
         "warm": topic_factory("warm", 1),
