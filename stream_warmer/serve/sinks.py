@@ -1,18 +1,8 @@
 """Where warm commands go: a per-tenant Redis priority queue, and the ``warm-commands`` topic.
 
-Redis layout (``prefix`` from settings, ``tenant`` matches the contract's pattern, so
-it never contains ``:`` and no tenant can reach another tenant's keys):
-
-- ``{prefix}:{tenant}:queue``       sorted set, member = key, score = confidence;
-  loaders drain it highest first (``ZPOPMAX``); trimmed to ``queue_max_len`` by
-  dropping the lowest scores;
-- ``{prefix}:{tenant}:warm:{key}``  marker holding the command JSON, set with
-  ``NX PX dedup_ttl``: while it lives, the same key is not queued again (by any
-  replica, and not after a loader drained it).
-
-A small Lua script per tenant does marker-then-enqueue atomically; all tenants of a
-flush go in ONE pipelined round trip. Only commands that Redis accepted go on to the
-Kafka topic (keyed by tenant).
+The Redis layout and its scripts are ``stream_warmer.warmqueue`` (shared with the
+loaders). All tenants of a flush go in ONE pipelined round trip. Only commands that
+Redis accepted go on to the Kafka topic (keyed by tenant).
 """
 
 from __future__ import annotations
@@ -28,26 +18,14 @@ from redis.retry import Retry
 from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.events import TENANT_RE, WarmCommand, encode
 from stream_warmer.settings import RedisSettings
-
-# KEYS = [queue, marker_1..marker_n]; ARGV = [ttl_ms, max_len, score_1, key_1, json_1, ...]
-_ENQUEUE = """
-local ttl, maxlen, out, added = ARGV[1], tonumber(ARGV[2]), {}, 0
-for i = 2, #KEYS do
-  local j = 3 + (i - 2) * 3
-  if redis.call('SET', KEYS[i], ARGV[j + 2], 'NX', 'PX', ttl) then
-    redis.call('ZADD', KEYS[1], ARGV[j], ARGV[j + 1])
-    out[i - 1] = 1
-    added = added + 1
-  else
-    out[i - 1] = 0
-  end
-end
-if added > 0 then
-  local size = redis.call('ZCARD', KEYS[1])
-  if size > maxlen then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - maxlen - 1) end
-end
-return out
-"""
+from stream_warmer.warmqueue import (
+    ENQUEUE,
+    expiry_key,
+    marker_key,
+    queue_key,
+    tenants_key,
+    wake_key,
+)
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 
@@ -62,16 +40,6 @@ def redis_client(settings: RedisSettings) -> redis.Redis:
         socket_connect_timeout=settings.socket_timeout_s,
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def queue_key(prefix: str, tenant: str) -> str:
-    """The tenant's priority queue."""
-    return f"{prefix}:{tenant}:queue"
-
-
-def marker_key(prefix: str, tenant: str, key: str) -> str:
-    """The dedup marker of one (tenant, key)."""
-    return f"{prefix}:{tenant}:warm:{key}"
 
 
 class RedisSink:
@@ -147,17 +115,18 @@ class RedisSink:
             return self._pipeline(groups, self._sha)
 
     def _load_script(self) -> str:
-        return str(self._client.script_load(_ENQUEUE))
+        return str(self._client.script_load(ENQUEUE))
 
     def _pipeline(self, groups: dict[str, list[WarmCommand]], sha: str) -> list[list[int]]:
         pipe = self._client.pipeline(transaction=False)
         prefix = self._prefix
+        tenants, wake = tenants_key(prefix), wake_key(prefix)
         for tenant, cmds in groups.items():
-            keys = [queue_key(prefix, tenant)]
-            args: list[Any] = [self._ttl_ms, self._max_len]
+            keys = [queue_key(prefix, tenant), expiry_key(prefix, tenant), tenants, wake]
+            args: list[Any] = [self._ttl_ms, self._max_len, tenant]
             for cmd in cmds:
                 keys.append(marker_key(prefix, tenant, cmd.key))
-                args += (repr(cmd.score), cmd.key, encode(cmd))
+                args += (repr(cmd.score), cmd.key, cmd.expires_at, encode(cmd))
             pipe.evalsha(sha, len(keys), *keys, *args)
         return [[int(f) for f in flags] for flags in pipe.execute()]
 

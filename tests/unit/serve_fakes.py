@@ -194,7 +194,7 @@ class FakePipeline:
             keys = args[:numkeys]
             self.client.keys_written.extend(keys)
             flags = []
-            for marker in keys[1:]:
+            for marker in keys[4:]:  # after queue, expires, tenants, wake (warmqueue.ENQUEUE)
                 flags.append(0 if marker in self.client.markers else 1)
                 self.client.markers.add(marker)
             results.append(flags)

@@ -6,8 +6,9 @@ import pytest
 
 from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.events import WarmCommand
-from stream_warmer.serve.sinks import KafkaSink, RedisSink, marker_key, queue_key
+from stream_warmer.serve.sinks import KafkaSink, RedisSink
 from stream_warmer.settings import RedisSettings
+from stream_warmer.warmqueue import expiry_key, marker_key, queue_key, tenants_key
 from tests.unit.serve_fakes import FakeRedis
 
 
@@ -24,8 +25,9 @@ def test_one_round_trip_per_flush_and_keys_under_the_tenant_prefix() -> None:
     assert [(c.tenant, c.key) for c in written] == [("acme", "k1"), ("acme", "a:b"),
                                                     ("globex", "k1")]
     assert sorted(client.keys_written) == sorted([
-        "sw:acme:queue", "sw:acme:warm:k1", "sw:acme:warm:a:b",
-        "sw:globex:queue", "sw:globex:warm:k1"])
+        "sw:acme:queue", "sw:acme:expires", "sw:queues", "sw:wake", "sw:acme:warm:k1",
+        "sw:acme:warm:a:b", "sw:globex:queue", "sw:globex:expires", "sw:queues", "sw:wake",
+        "sw:globex:warm:k1"])
     assert sink.flush() == [] and client.round_trips == 1  # nothing buffered: no trip
 
 
@@ -43,7 +45,7 @@ def test_a_tenant_outside_the_contract_is_never_written() -> None:
     sink.write([cmd("evil:*", "k"), cmd("ok", "k")])
     assert [c.tenant for c in sink.flush()] == ["ok"]
     assert sink.rejected == 1
-    assert all(k.startswith("sw:ok:") for k in client.keys_written)
+    assert all(k.startswith("sw:ok:") or k in {"sw:queues", "sw:wake"} for k in client.keys_written)
 
 
 def test_redis_down_raises_and_keeps_the_commands_for_discard() -> None:
@@ -60,6 +62,8 @@ def test_redis_down_raises_and_keeps_the_commands_for_discard() -> None:
 def test_key_layout() -> None:
     assert queue_key("sw", "acme") == "sw:acme:queue"
     assert marker_key("sw", "acme", "user:1") == "sw:acme:warm:user:1"
+    assert expiry_key("sw", "acme") == "sw:acme:expires"
+    assert tenants_key("sw") == "sw:queues"
 
 
 def test_kafka_sink_keys_by_tenant() -> None:
