@@ -41,6 +41,12 @@ class BenchResources:
         self._topics.append(topic)
         return topic
 
+    def group(self, name: str) -> str:
+        """A fresh consumer group name (deleted on exit)."""
+        group = f"{name}-{uuid.uuid4().hex[:10]}"
+        self._groups.append(group)
+        return group
+
     def app(self, topic: str, strategy: str, *, stale_after_ms: float | None = None,
             latency_observer: Callable[[float], None] | None = None) -> Any:
         """A serve app on ``topic`` in a fresh group, writing to fresh side topics."""
@@ -48,8 +54,7 @@ class BenchResources:
         from stream_warmer.strategies import build_baseline
 
         s = self.settings
-        group = f"bench-serve-{uuid.uuid4().hex[:10]}"
-        self._groups.append(group)
+        group = self.group("bench-serve")
         policy = s.policy
         if stale_after_ms is not None:
             policy = policy.model_copy(update={"stale_after_ms": stale_after_ms})

@@ -22,7 +22,7 @@ from stream_warmer.settings import load_settings
 
 # name -> module under stream_warmer.cli; the order is the order in --help.
 COMMANDS: tuple[str, ...] = (
-    "demo", "topics", "serve", "train", "model", "replay", "evaluate", "bench",
+    "demo", "topics", "serve", "load", "train", "model", "replay", "evaluate", "bench",
 )
 
 

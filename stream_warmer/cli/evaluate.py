@@ -1,8 +1,13 @@
-"""``stream-warmer evaluate TRACE [TRACE...]``: the warm-eval protocol (DESIGN §5)."""
+"""``stream-warmer evaluate TRACE [TRACE...]``: the warm-eval protocol (DESIGN §5).
+
+``--delay L[,L...]`` (or ``--delay-ms MS[,MS...] --rate R``) adds the delay-aware
+variant of DESIGN §8: a warm lands only after L more requests; one row per delay.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-frac", default="0.01,0.1",
                         help="cache capacity as fractions of the distinct (tenant,key) pairs")
     parser.add_argument("--k", default="1,4", help="keys warmed per request (comma-separated)")
+    parser.add_argument("--delay", default=None, metavar="L[,L...]",
+                        help="apply each warm only after L more requests of the whole stream "
+                        "(DESIGN §8); one row per L (default: 0, the protocol of §5)")
+    parser.add_argument("--delay-ms", default=None, metavar="MS[,MS...]",
+                        help="the delay as a latency, turned into L = ceil(MS x RATE / 1000) "
+                        "requests (needs --rate; not with --delay)")
+    parser.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_S",
+                        help="the replay rate that --delay-ms is converted at")
     add_trace_source_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
@@ -32,16 +45,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="progress lines on stderr (default: when stderr is a terminal)")
 
 
-def _numbers(text: str, kind: type[int] | type[float], what: str) -> list[float]:
+def _numbers(text: str, kind: type[int] | type[float], what: str,
+             allow_zero: bool = False) -> list[float]:
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         msg = f"--{what} must be comma-separated numbers, got {text!r}"
         raise ConfigError(msg) from exc
-    if not values or any(v <= 0 for v in values):
-        msg = f"--{what} needs positive values, got {text!r}"
+    if not values or not all(math.isfinite(v) and (v > 0 or (allow_zero and v == 0))
+                             for v in values):
+        msg = f"--{what} needs {'non-negative' if allow_zero else 'positive'} values, got {text!r}"
         raise ConfigError(msg)
     return values
+
+
+def delays_of(delay: str | None, delay_ms: str | None, rate: float | None) -> list[int]:
+    """The delays in requests asked for by ``--delay`` or ``--delay-ms`` with ``--rate``."""
+    from stream_warmer.evaluation.delay import delay_requests
+
+    if delay is not None and delay_ms is not None:
+        msg = "give --delay (requests) or --delay-ms (with --rate), not both"
+        raise ConfigError(msg)
+    if delay_ms is None:
+        if rate is not None:
+            msg = "--rate only converts --delay-ms; it needs --delay-ms"
+            raise ConfigError(msg)
+        values = _numbers(delay or "0", int, "delay", allow_zero=True)
+        return list(dict.fromkeys(int(v) for v in values))
+    if rate is None or not math.isfinite(rate) or rate <= 0:
+        msg = f"--delay-ms needs --rate EVENTS_PER_S > 0 to turn ms into requests, got {rate}"
+        raise ConfigError(msg)
+    latencies = _numbers(delay_ms, float, "delay-ms", allow_zero=True)
+    return list(dict.fromkeys(delay_requests(ms, rate) for ms in latencies))
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,13 +98,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         msg = f"--cache-frac values must be in (0, 1], got {args.cache_frac!r}"
         raise ConfigError(msg)
     ks = [int(k) for k in _numbers(args.k, int, "k")]
+    delays = delays_of(args.delay, args.delay_ms, args.rate)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     rows = []
     for trace in args.traces:
         name, path = resolve_trace(trace, args.traces_dir)
         source = TraceSource(name, path, args.format, args.tenant)
         start = time.monotonic()
-        rows += evaluate_trace(source, strategies, ks, fracs, settings, show_progress=show)
+        rows += evaluate_trace(source, strategies, ks, fracs, settings, show_progress=show,
+                               delays=delays)
         print(f"# {name}: {time.monotonic() - start:.1f} s", file=sys.stderr)
     print(format_table(rows))
     if args.json is not None:

@@ -92,14 +92,19 @@ def evaluate_trace(
     settings: Settings,
     *,
     show_progress: bool = False,
+    delays: Sequence[int] = (0,),
 ) -> list[EvalRow]:
-    """All rows of one trace: a counting pass, then one replay for every strategy."""
+    """All rows of one trace: a counting pass, then one replay for every strategy.
+
+    ``delays`` (requests, DESIGN §8) give one row per delay from that same replay.
+    """
     stats = _with_progress(f"{source.name} scan", None, show_progress,
                            lambda p: scan(source.events(p)))
     specs = [_spec(name, source, stats, settings, show_progress) for name in strategies]
 
     def run(progress: Progress | None) -> list[EvalRow]:
-        return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs, stats=stats)
+        return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs,
+                        stats=stats, delays=delays)
 
     return _with_progress(f"{source.name} replay", stats.requests, show_progress, run)
 
@@ -153,11 +158,11 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
 
 def format_table(rows: Sequence[EvalRow]) -> str:
     """A fixed-width table of rows, one line each."""
-    head = (f"{'trace':<20} {'f':>5} {'C':>7} {'k':>2} {'strategy':<10} "
+    head = (f"{'trace':<20} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} {'strategy':<10} "
             f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.trace:<20} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} "
+        lines.append(f"{r.trace:<20} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} {r.delay:>5} "
                      f"{r.strategy:<10} {r.hit_ratio:>9.4f} {r.warm_precision:>9.3f} "
                      f"{r.warms_per_request:>9.3f}")
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """PNG plot of ``evaluate`` rows: hit ratio against warms per request, per strategy.
 
 One panel per (trace, cache fraction); each strategy is a line through its k
-values (labelled), so a strategy up and to the left of another is better.
+values (labelled), so a strategy up and to the left of another is better. Rows of
+several delays (``evaluate --delay``) get a line per (strategy, delay), ``L=`` in the
+legend for a delay other than 0.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ def plot_rows(rows: Sequence[EvalRow], path: Path) -> None:
 
 
 def _panel(ax: Any, rows: Sequence[EvalRow]) -> None:
-    names = list(dict.fromkeys(r.strategy for r in rows))
-    for name in names:
-        mine = sorted((r for r in rows if r.strategy == name), key=lambda r: r.k)
+    lines = list(dict.fromkeys((r.strategy, r.delay) for r in rows))
+    for name, delay in lines:
+        mine = sorted((r for r in rows if (r.strategy, r.delay) == (name, delay)),
+                      key=lambda r: r.k)
         xs = [r.warms_per_request for r in mine]
         ys = [r.hit_ratio for r in mine]
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, marker="o", label=f"{name} L={delay}" if delay else name)
         for r in mine:
             ax.annotate(f"k={r.k}", (r.warms_per_request, r.hit_ratio),
                         textcoords="offset points", xytext=(4, 4), fontsize=7)

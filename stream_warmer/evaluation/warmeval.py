@@ -15,6 +15,17 @@ and fill; on the rest we count:
   half never count, even when hit later); ``nan`` when there were no warms;
 - ``warms_per_request`` = effective warms in the counted half / counted requests.
 
+Delay (DESIGN §8, ``delays``): with a delay of L requests, the warms named after
+request i are applied only after request i + L has been served (L counts every
+request of the interleaved stream, all tenants; 0 is the protocol above, exactly).
+At that moment a named key that is not cached is an effective warm (inserted at MRU,
+evicting past C), one that is cached (e.g. requested, and missed, in between) is left
+alone. A warm counts in the half where it is *applied* ("issued" above means
+applied): one named in the training half and applied in the counted half counts (and
+can be useful); warms still pending at the end of the trace are never applied. Each
+cache keeps a deque of pending warms keyed by the request index at which they apply,
+so a step stays O(1) in L; one replay serves every delay, as it serves every f.
+
 Each strategy is told its cache's capacity C before replay (``set_cache_capacity``,
 as a production warmer is configured with it). Predictions do not depend on cache
 state, so one instance per k serves the caches of every f, unless the strategy is
@@ -27,14 +38,27 @@ strategies share one read of the trace
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import tee
 from typing import Any
 
+from stream_warmer.evaluation.delay import check_delays
+from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent
 from stream_warmer.strategies.base import WarmingStrategy
+
+__all__ = [
+    "EvalRow",
+    "LruSim",
+    "StrategySpec",
+    "TraceStats",
+    "capacity_aware",
+    "capacity_for",
+    "evaluate",
+    "evaluate_events",
+    "scan",
+]
 
 EventSource = Callable[[], Iterable[AccessEvent]]
 
@@ -52,6 +76,7 @@ class EvalRow:
     hit_ratio: float
     warm_precision: float
     warms_per_request: float
+    delay: int = 0  # requests between a warm's issue and its application (DESIGN §8)
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a plain dict (``nan`` stays a float; JSON writers map it)."""
@@ -81,65 +106,13 @@ class StrategySpec:
 
 
 @dataclass(slots=True)
-class LruSim:
-    """An object-count LRU with warm accounting; values mark counted, unhit warms."""
-
-    capacity: int
-    lru: OrderedDict[tuple[str, str], bool] = field(default_factory=OrderedDict)
-    requests: int = 0
-    hits: int = 0
-    warms: int = 0
-    useful: int = 0
-
-    def step(self, item: tuple[str, str], warms: list[tuple[str, str]], counting: bool) -> None:
-        """One request for ``item``, then the warms named after it (module docstring)."""
-        lru = self.lru
-        pending = lru.get(item)
-        if pending is None:
-            lru[item] = False
-            if len(lru) > self.capacity:
-                lru.popitem(last=False)
-        else:
-            lru.move_to_end(item)
-            if counting:
-                self.hits += 1
-            if pending:
-                self.useful += 1
-                lru[item] = False
-        if counting:
-            self.requests += 1
-        for warm in warms:
-            if warm not in lru:
-                lru[warm] = counting
-                if counting:
-                    self.warms += 1
-                if len(lru) > self.capacity:
-                    lru.popitem(last=False)
-
-    def row(self, trace: str, strategy: str, frac: float, k: int) -> EvalRow:
-        """The counted numbers of this cache as a result row."""
-        n = self.requests
-        return EvalRow(
-            trace=trace,
-            strategy=strategy,
-            cache_frac=frac,
-            k=k,
-            capacity=self.capacity,
-            requests=n,
-            hit_ratio=self.hits / n if n else math.nan,
-            warm_precision=self.useful / self.warms if self.warms else math.nan,
-            warms_per_request=self.warms / n if n else math.nan,
-        )
-
-
-@dataclass(slots=True)
 class _Lane:
     """One strategy instance and the caches (per k, per f) its predictions feed."""
 
     name: str
     strategy: WarmingStrategy
     k: int
-    fracs: list[float]  # the f of each cache in every ``sims`` list
+    fracs: list[float]  # the f of each cache in every ``sims`` list (one per delay)
     sims: list[tuple[int, list[LruSim]]]
 
 
@@ -166,21 +139,55 @@ def evaluate(
     fracs: Sequence[float],
     *,
     stats: TraceStats | None = None,
+    delays: Sequence[int] = (0,),
 ) -> list[EvalRow]:
-    """Rows for every strategy x k x f, from one replay of the trace.
+    """Rows for every strategy x k x f x delay, from one replay of the trace.
 
     ``source()`` must return a fresh iterable of the trace's events on each call (it
     is called twice when ``stats`` is not given: once to count, once to replay).
-    Rows come in the order strategy, k, f.
+    ``delays`` are in requests (module docstring; the default is DESIGN §5 alone).
+    Rows come in the order strategy, k, f, delay.
     """
-    if not specs or not ks or not fracs:
+    if not specs or not ks or not fracs or not delays:
         return []
+    check_delays(delays)
     stats = stats or scan(source())
     caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
-    lanes = _lanes(specs, ks, caches)
+    lanes = _lanes(specs, ks, caches, delays)
     _replay(source(), lanes, stats.requests // 2)
+    return _rows(trace, specs, lanes)
+
+
+def evaluate_events(
+    events: Sequence[AccessEvent],
+    spec: StrategySpec,
+    k: int,
+    capacity: int,
+    *,
+    delay: int = 0,
+    warmup: int | None = None,
+    trace: str = "events",
+) -> EvalRow:
+    """One row for an in-memory list of events and a given cache capacity C.
+
+    For a benchmark that knows its C (e.g. the live closed loop of DESIGN §8): the
+    same replay as ``evaluate``, with ``spec`` at this ``k`` (its ``ks`` ignored), one
+    cache of ``capacity`` and ``delay`` requests. The first ``warmup`` requests only
+    train and fill (default ``len(events) // 2``, as §5). The row's ``cache_frac`` is
+    ``capacity / distinct pairs`` of ``events``.
+    """
+    check_delays([delay])
+    distinct = scan(events).distinct
+    frac = capacity / distinct if distinct else math.nan
+    [lane] = _lanes([StrategySpec(spec.name, spec.make, ks=(k,))], [k], [(frac, capacity)], [delay])
+    _replay(events, [lane], len(events) // 2 if warmup is None else warmup)
+    [row] = _rows(trace, [spec], [lane])
+    return row
+
+
+def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane]) -> list[EvalRow]:
     rows = [
-        sim.row(trace, lane.name, frac, k)
+        _row(sim, trace, lane.name, frac, k)
         for lane in lanes
         for k, sims in lane.sims
         for frac, sim in zip(lane.fracs, sims, strict=True)
@@ -189,20 +196,37 @@ def evaluate(
     return sorted(rows, key=lambda r: (order[r.strategy], r.k))
 
 
+def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int) -> EvalRow:
+    return EvalRow(
+        trace=trace,
+        strategy=strategy,
+        cache_frac=frac,
+        k=k,
+        capacity=sim.capacity,
+        requests=sim.requests,
+        hit_ratio=sim.hit_ratio(),
+        warm_precision=sim.useful / sim.warms if sim.warms else math.nan,
+        warms_per_request=sim.warms_per_request(),
+        delay=sim.delay,
+    )
+
+
 def capacity_aware(strategy: WarmingStrategy) -> bool:
     """True when ``strategy`` overrides ``set_cache_capacity`` (its warms depend on C)."""
     return type(strategy).set_cache_capacity is not WarmingStrategy.set_cache_capacity
 
 
 def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
-           caches: list[tuple[float, int]]) -> list[_Lane]:
+           caches: list[tuple[float, int]], delays: Sequence[int]) -> list[_Lane]:
     """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
-    told the smallest capacity.
+    told the smallest capacity. Delays never need another instance (a strategy does
+    not see the cache): each lane feeds one cache per (f, delay).
     """
     lanes = []
+    delays = list(dict.fromkeys(delays))
     for spec in specs:
         ks = sorted(set(spec.ks or all_ks))
         first = spec.make()
@@ -214,8 +238,9 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
         pairs = [(kg, cg) for kg in k_groups for cg in c_groups]
         for strategy, (kg, cg) in zip(made, pairs, strict=True):
             strategy.set_cache_capacity(min(c for _, c in cg))
-            sims = [(k, [LruSim(c) for _, c in cg]) for k in kg]
-            lanes.append(_Lane(spec.name, strategy, kg[-1], [f for f, _ in cg], sims))
+            sims = [(k, [LruSim(c, d) for _, c in cg for d in delays]) for k in kg]
+            fracs = [f for f, _ in cg for _ in delays]
+            lanes.append(_Lane(spec.name, strategy, kg[-1], fracs, sims))
     return lanes
 
 

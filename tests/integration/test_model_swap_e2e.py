@@ -3,9 +3,12 @@
 ``python -m stream_warmer train`` and ``python -m stream_warmer serve`` (strategy
 ``lstm``) run as subprocesses on uuid topics, configured only by environment
 variables, over the first events of the real trace shipped in the package (cache2k
-orm-busy). The trainer runs one round with the shipped model defaults and its own
-promotion gate (default margin); the warmer starts on the fallback baseline and must
-swap to the published version without stopping. Then ``model list|show|rollback``
+orm-busy). The trainer runs one round with the shipped model defaults and its gate
+opened (``promote_margin = -1``: this test is about publication and the swap, not about
+how well a model trained on ~50k events does; on this slice the first round's
+candidate often loses to Markov and the default gate rightly rejects it — the gate
+itself is unit-tested); the warmer starts on the fallback baseline and must swap to
+the published version without stopping. Then ``model list|show|rollback``
 are run against the live stack.
 """
 
@@ -77,7 +80,8 @@ def live(
         "serve": {**common, "STREAM_WARMER_STRATEGY__NAME": "lstm",
                   "STREAM_WARMER_METRICS__PORT": str(serve_port)},
         "train": {**common, "STREAM_WARMER_TRAINER__CONSUMER_GROUP": trainer_group,
-                  "STREAM_WARMER_TRAINER__RETRAIN_EVERY_EVENTS": "50000"},
+                  "STREAM_WARMER_TRAINER__RETRAIN_EVERY_EVENTS": "50000",
+                  "STREAM_WARMER_TRAINER__PROMOTE_MARGIN": "-1"},
     }
     client = redis.Redis.from_url(redis_url)
     yield {"envs": envs, "kafka": kafka_bootstrap, "topics": topics, "group": group,

@@ -93,3 +93,48 @@ def test_lstm_is_fitted_on_the_first_half(tiny: Path, monkeypatch: pytest.Monkey
     lstm = [r.hit_ratio for r in rows if r.strategy == "lstm"]
     markov = [r.hit_ratio for r in rows if r.strategy == "markov"]
     assert lstm == markov  # same strategy underneath, same protocol
+
+
+def test_cli_delay_gives_one_row_per_delay(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rows.json"
+    rc = main(["evaluate", "tiny", "--traces-dir", str(tmp_path), "--strategies",
+               "none,nextkey", "--k", "1", "--cache-frac", "0.5", "--delay", "0,1,4",
+               "--json", str(out), "--no-progress"])
+    assert rc == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "delay" in header.split()
+    rows = json.loads(out.read_text())
+    assert [(r["strategy"], r["delay"]) for r in rows] == [
+        ("none", 0), ("none", 1), ("none", 4), ("nextkey", 0), ("nextkey", 1), ("nextkey", 4)]
+    fields = {"trace", "strategy", "cache_frac", "k", "capacity", "requests", "hit_ratio",
+              "warm_precision", "warms_per_request"}  # DESIGN §6, plus delay
+    assert all(set(r) == fields | {"delay"} for r in rows)
+    nextkey = {r["delay"]: r["hit_ratio"] for r in rows if r["strategy"] == "nextkey"}
+    assert nextkey[0] > nextkey[4]  # this trace's next key is timely only at L = 0
+
+
+def test_cli_default_delay_is_zero_and_ms_are_converted_at_the_rate(
+    tiny: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.json"
+    base = ["evaluate", str(tiny), "--strategies", "markov1", "--k", "1",
+            "--cache-frac", "0.5", "--json", str(out), "--no-progress"]
+    assert main(base) == 0
+    assert [r["delay"] for r in json.loads(out.read_text())] == [0]
+    # 0.5 ms x 2000/s = 1 request, 1.2 ms -> 2.4 -> 3, 1.4 ms -> 2.8 -> 3 (one row)
+    assert main([*base, "--delay-ms", "0,0.5,1.2,1.4", "--rate", "2000"]) == 0
+    assert [r["delay"] for r in json.loads(out.read_text())] == [0, 1, 3]
+
+
+def test_cli_rejects_bad_delays(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["evaluate", str(tiny), "--strategies", "none", "--no-progress"]
+    assert main([*base, "--delay-ms", "5"]) == 1
+    assert "--rate" in capsys.readouterr().err
+    assert main([*base, "--delay", "1", "--delay-ms", "5", "--rate", "100"]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert main([*base, "--delay", "-1"]) == 1
+    assert main([*base, "--delay", "1.5"]) == 1
+    assert main([*base, "--rate", "100"]) == 1
+    assert main([*base, "--delay-ms", "5", "--rate", "0"]) == 1

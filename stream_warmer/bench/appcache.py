@@ -1,0 +1,94 @@
+"""The application side of ``bench live``: its cache, and the replay that requests and produces.
+
+``LiveLru`` is the exact object-count LRU of DESIGN §5 (``evaluation.lrusim.LruSim``)
+shared by two threads: the replay's requests and the loader's puts (it implements
+the loader's ``Cache`` protocol). ``replay_as_app`` looks each request up, then
+produces its access event, at the request's due time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_warmer.evaluation.lrusim import LruSim
+from stream_warmer.events import AccessEvent, encode
+from stream_warmer.warmqueue import QueueEntry
+
+
+class LiveLru:
+    """The application's cache for ``--cache lru``: an exact LRU shared by two threads.
+
+    Requests come from the replaying thread, warms from the loader's; one lock keeps
+    them in one order. ``position`` is the index of the request being served, so a
+    warm knows how many requests after its cause it landed.
+    """
+
+    def __init__(self, capacity: int, half: int) -> None:
+        self._sim = LruSim(capacity)
+        self._lock = threading.Lock()
+        self._half = half
+        self.position = 0
+        self.puts: list[tuple[str, str, int, int]] = []  # (tenant, key, wall ms, position)
+
+    @property
+    def sim(self) -> LruSim:
+        """The counters (read them after the run)."""
+        return self._sim
+
+    def request(self, tenant: str, key: str, index: int) -> None:
+        """Request ``index`` of the trace: a hit, or a miss and insert at MRU."""
+        with self._lock:
+            self.position = index
+            self._sim.request((tenant, key), index >= self._half)
+
+    def present(self, entries: Sequence[QueueEntry]) -> list[bool]:
+        """Loader protocol: which entries the cache holds."""
+        with self._lock:
+            return [(e.tenant, e.key) in self._sim.lru for e in entries]
+
+    def put(self, entry: QueueEntry, value: bytes) -> None:
+        """Loader protocol: insert at MRU (an effective warm when not already cached)."""
+        del value
+        with self._lock:
+            counting = self.position >= self._half
+            self._sim.warm((entry.tenant, entry.key), counting)
+            self.puts.append((entry.tenant, entry.key, time.time_ns() // 1_000_000,
+                              self.position))
+
+
+@dataclass
+class Produced:
+    """What the application produced: per request, its send time and Kafka position."""
+
+    ts: list[int] = field(default_factory=list)
+    where: dict[tuple[int, int], int] = field(default_factory=dict)  # (partition, offset) -> i
+
+    def delivered(self, index: int, err: Any, msg: Any) -> None:
+        if err is None:
+            self.where[(msg.partition(), msg.offset())] = index
+
+
+def replay_as_app(events: Sequence[AccessEvent], cache: LiveLru, producer: Any, topic: str,
+                  *, rate: float | None, speedup: float | None) -> Produced:
+    """Step 2: look up, then produce, each request at its due time."""
+    produced = Produced()
+    start = time.monotonic()
+    t0 = events[0].ts if events else 0
+    for i, e in enumerate(events):
+        due = (i / rate) if rate else (e.ts - t0) / 1000.0 / (speedup or 1.0)
+        wait = start + due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        cache.request(e.tenant, e.key, i)
+        ts = time.time_ns() // 1_000_000
+        produced.ts.append(ts)
+        value = encode(AccessEvent(e.tenant, e.key, ts, e.op, e.size))
+        producer.produce(topic, value, e.tenant,
+                         on_delivery=lambda err, msg, i=i: produced.delivered(i, err, msg))
+        producer.poll(0)
+    producer.flush(30)
+    return produced
