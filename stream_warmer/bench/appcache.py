@@ -12,11 +12,19 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent, encode
 from stream_warmer.warmqueue import QueueEntry
+
+
+class AppCache(Protocol):
+    """The application's cache as the replay uses it."""
+
+    def request(self, tenant: str, key: str, index: int) -> None:
+        """Request ``index`` of the trace: look it up, fill it on a miss."""
+        ...
 
 
 class LiveLru:
@@ -72,7 +80,7 @@ class Produced:
             self.where[(msg.partition(), msg.offset())] = index
 
 
-def replay_as_app(events: Sequence[AccessEvent], cache: LiveLru, producer: Any, topic: str,
+def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any, topic: str,
                   *, rate: float | None, speedup: float | None) -> Produced:
     """Step 2: look up, then produce, each request at its due time."""
     produced = Produced()

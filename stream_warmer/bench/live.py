@@ -23,23 +23,29 @@ Counted on the last 50% of requests, as in §5. Everything created is deleted.
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from stream_warmer.bench.appcache import LiveLru, replay_as_app
+from stream_warmer.bench.appcache import AppCache, LiveLru, Produced, replay_as_app
 from stream_warmer.bench.timeliness import (
+    cause_index,
     match_warms,
-    median_delay,
     percentile,
     read_commands,
     uplift_ratio,
 )
-from stream_warmer.events import AccessEvent
+from stream_warmer.events import AccessEvent, WarmCommand
 from stream_warmer.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_warmer.strategies.base import WarmingStrategy
+    from stream_warmer.trainer.store import Artifact
 
 log = logging.getLogger(__name__)
 CacheKind = Literal["lru", "redis"]
@@ -64,6 +70,9 @@ class LiveRow:
     latency_p50_ms: float
     latency_p99_ms: float
     cache: str = "lru"
+    # the same requests, at the same pace, on a second cache that nothing warms: with
+    # the exact LRU it equals none_hit_ratio; a real Redis's approximate LRU differs
+    live_none_hit_ratio: float = float("nan")
     speedup: float | None = None
     warms_matched: int = 0
     warm_commands: int = 0
@@ -71,8 +80,6 @@ class LiveRow:
     def row(self) -> dict[str, Any]:
         """As a dict for ``--json``."""
         return asdict(self)
-
-
 
 
 @dataclass(frozen=True)
@@ -99,72 +106,192 @@ def run_live(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
 
     stats = scan(events)
     capacity = opts.capacity or capacity_for(opts.cache_frac, stats.distinct)
-    offline = _Offline(settings, events, capacity, opts.k)
+    artifact = _train_lstm(settings, events) if "lstm" in opts.strategies else None
+    offline = _Offline(settings, events, capacity, opts.k, artifact)
     none = offline.hit_ratio("none", 0)
     paces = [(r, None) for r in opts.rates] + [(None, s) for s in opts.speedups]
     rows = []
     for strategy in opts.strategies:
         best = offline.hit_ratio(strategy, 0)
         for rate, speedup in paces:
-            run = _run_once(settings, events, opts, strategy, capacity, rate=rate,
+            model = artifact if strategy == "lstm" else None
+            run = _run_once(settings, events, opts, strategy, capacity, model=model, rate=rate,
                             speedup=speedup)
-            delay = run.delay
-            delayed = offline.hit_ratio(strategy, round(delay))
-            hit, wpr = run.cache.sim.hit_ratio(), run.cache.sim.warms_per_request()
-            lat = [m for m, _ in run.matched]
+            delayed = offline.hit_ratio(strategy, round(run.delay))
+            live_none = none if math.isnan(run.none_hit_ratio) else run.none_hit_ratio
+            gain = uplift_ratio(run.hit_ratio - live_none + none, none, best)
             rows.append(LiveRow(
-                opts.trace, strategy, round(rate or len(events) / max(run.seconds, 1e-9), 1),
-                capacity, run.cache.sim.requests, round(hit, 4), round(none, 4),
-                round(best, 4), round(uplift_ratio(hit, none, best), 3), delay,
-                round(delayed, 4), round(wpr, 3), percentile(lat, 50), percentile(lat, 99),
-                opts.cache, speedup, len(run.matched), run.commands))
+                opts.trace, strategy, round(run.rate, 1), capacity, run.requests,
+                round(run.hit_ratio, 4), round(none, 4), round(best, 4),
+                round(gain, 3), round(run.delay, 1),
+                round(delayed, 4), round(run.warms_per_request, 3),
+                round(percentile(run.latencies_ms, 50), 1),
+                round(percentile(run.latencies_ms, 99), 1),
+                opts.cache, round(live_none, 4), speedup, len(run.latencies_ms), run.commands))
             log.info("live row", extra=rows[-1].row())
     return rows
 
 
 @dataclass
 class _Run:
-    cache: LiveLru
-    matched: list[tuple[float, int]]
+    """What one run measured (counted half), whatever the cache."""
+
+    hit_ratio: float
+    none_hit_ratio: float  # the unwarmed control cache (nan: it equals the offline one)
+    requests: int
+    warms_per_request: float
+    latencies_ms: list[float]  # event -> cache, per warm that landed
+    delays: list[float]  # the same, in requests
     commands: int
-    seconds: float
+    rate: float
 
     @property
     def delay(self) -> float:
-        return median_delay(self.matched)
+        """The median delay in requests (0 when nothing landed)."""
+        return float(statistics.median(self.delays)) if self.delays else 0.0
 
 
 def _run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOptions,
-              strategy: str, capacity: int, *, rate: float | None, speedup: float | None
-              ) -> _Run:
-    """Steps 1-3 for one strategy at one pace."""
-    from confluent_kafka import Producer
-
+              strategy: str, capacity: int, *, model: Artifact | None,
+              rate: float | None, speedup: float | None) -> _Run:
+    """Steps 1-3 for one strategy at one pace (``model``: published before serve starts)."""
     from stream_warmer.bench.resources import BenchResources
     from stream_warmer.demo import child, free_port
 
+    opts.log_dir.mkdir(parents=True, exist_ok=True)
     with BenchResources(settings) as res:
         topics = {name: res.topic(f"live-{name}") for name in ("events", "warm", "dlq")}
         port = free_port()
         env = {**opts.environ, **_serve_env(res, topics, strategy, opts.k, port)}
-        cache = LiveLru(capacity, len(events) // 2)
-        opts.log_dir.mkdir(parents=True, exist_ok=True)
+        if model is not None:
+            env |= _publish(res, model)
+        loop = _Loop(res.settings, events, topics["events"], rate, speedup)
         with child("serve", env, opts.log_dir):
-            _wait_until_serving(port)
-            stop = threading.Event()
-            loader = _start_loader(res.settings, cache, stop)
-            producer = Producer(res.settings.kafka.client_config() | {"linger.ms": 5})
-            started = time.monotonic()
-            produced = replay_as_app(events, cache, producer, topics["events"],
-                                     rate=rate, speedup=speedup)
-            seconds = time.monotonic() - started
-            _wait_consumed(port, len(events))
+            _wait_until_serving(port, model is not None)
+            if opts.cache == "lru":
+                run = _with_lru(loop, capacity, port, opts.settle_s)
+            else:
+                run = _with_redis(loop, capacity, env, port, opts)
+            written = int(_metric(port, "stream_warmer_warm_commands_total") or 0)
+        commands = read_commands(res.settings, topics["warm"], written)
+    return run.result(commands)
+
+
+@dataclass
+class _Loop:
+    """The application's side of one run: what to replay, how fast, where to."""
+
+    settings: Settings
+    events: Sequence[AccessEvent]
+    topic: str
+    rate: float | None
+    speedup: float | None
+    seconds: float = 0.0
+
+    def replay(self, cache: AppCache) -> Produced:
+        from confluent_kafka import Producer
+
+        # the clients' default linger (5 ms): an application's producer, not tuned for us
+        producer = Producer(self.settings.kafka.client_config() | {"linger.ms": 5})
+        started = time.monotonic()
+        produced = replay_as_app(self.events, cache, producer, self.topic,
+                                 rate=self.rate, speedup=self.speedup)
+        self.seconds = time.monotonic() - started
+        return produced
+
+    @property
+    def measured_rate(self) -> float:
+        return self.rate or len(self.events) / max(self.seconds, 1e-9)
+
+
+@dataclass
+class _Measured:
+    """A run before its warm commands are read back."""
+
+    loop: _Loop
+    produced: Produced
+    finish: Callable[[list[WarmCommand]], _Run]
+
+    def result(self, commands: list[WarmCommand]) -> _Run:
+        return self.finish(commands)
+
+
+def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Measured:
+    """``--cache lru``: the loader's code in this process fills the exact LRU."""
+    cache = LiveLru(capacity, len(loop.events) // 2)
+    stop = threading.Event()
+    loader = _start_loader(loop.settings, cache, stop)
+    produced = loop.replay(cache)
+    _wait_consumed(port, len(loop.events))
+    time.sleep(settle_s)
+    stop.set()
+    loader.join(30)
+
+    def finish(commands: list[WarmCommand]) -> _Run:
+        matched = match_warms(cache.puts, commands, produced)
+        sim = cache.sim
+        return _Run(sim.hit_ratio(), math.nan, sim.requests, sim.warms_per_request(),
+                    [m for m, _ in matched], [float(d) for _, d in matched], len(commands),
+                    loop.measured_rate)
+
+    return _Measured(loop, produced, finish)
+
+
+def _with_redis(loop: _Loop, capacity: int, env: dict[str, str], port: int,
+                opts: LiveOptions) -> _Measured:
+    """``--cache redis``: a real cache Redis, filled by a real ``load`` process."""
+    from stream_warmer.bench.rediscache import DEFAULT_PAYLOAD_BYTES, RedisAppCache, cache_redis
+    from stream_warmer.demo import child, free_port
+
+    ls = loop.settings.loader
+    payload = DEFAULT_PAYLOAD_BYTES
+    cache_port, load_port = free_port(), free_port()
+    half = len(loop.events) // 2
+    loaded_at_half: list[float] = []
+    fmt, logs = ls.cache_key_format, opts.log_dir
+    with cache_redis(cache_port, capacity, loop.events, fmt, payload_bytes=payload,
+                     log_dir=logs) as client, \
+            cache_redis(free_port(), capacity, loop.events, fmt, payload_bytes=payload,
+                        log_dir=logs) as control_client:
+        control = RedisAppCache(control_client, ls.cache_key_format, payload, half)
+        app = RedisAppCache(client, ls.cache_key_format, payload, half, control=control,
+                            on_half=lambda: loaded_at_half.append(_loaded(load_port)))
+        load_env = env | {"STREAM_WARMER_LOADER__CACHE_URL": f"redis://127.0.0.1:{cache_port}/0",
+                          "STREAM_WARMER_LOADER__ORIGIN_PAYLOAD_BYTES": str(payload),
+                          "STREAM_WARMER_METRICS__PORT": str(load_port)}
+        with child("load", load_env, opts.log_dir):
+            _wait_until(lambda: _metric(load_port, "stream_warmer_loader_popped_total")
+                        is not None, "load did not start (see its log)")
+            produced = loop.replay(app)
+            _wait_consumed(port, len(loop.events))
             time.sleep(opts.settle_s)
-            stop.set()
-            loader.join(30)
-        commands = read_commands(res.settings, topics["warm"], 0)
-    matched = match_warms(cache.puts, commands, produced)
-    return _Run(cache, matched, len(commands), seconds)
+            loaded = _loaded(load_port) - (loaded_at_half or [0.0])[0]
+            pop_to_cache_ms = _mean_ms(load_port, "stream_warmer_loader_pop_to_cache_seconds")
+        app.finish()
+        control.finish()
+    log.info("cache redis counters (counted half)", extra=app.server)
+
+    def finish(commands: list[WarmCommand]) -> _Run:
+        # per command: serve's part (event -> queued, exact), plus the loader's mean
+        # pop -> cache time; the loader runs in its own process, so which queued
+        # command each write came from is not seen here
+        lat = [cmd.issued_at - produced.ts[i] + pop_to_cache_ms
+               for cmd in commands if (i := cause_index(cmd.source, produced)) is not None]
+        per_request = loop.measured_rate / 1000.0
+        return _Run(app.hit_ratio(), control.hit_ratio(), app.requests,
+                    loaded / max(app.requests, 1), lat,
+                    [ms * per_request for ms in lat], len(commands), loop.measured_rate)
+
+    return _Measured(loop, produced, finish)
+
+
+def _loaded(port: int) -> float:
+    return _metric(port, "stream_warmer_loader_loaded_total") or 0.0
+
+
+def _mean_ms(port: int, name: str) -> float:
+    total, count = _metric(port, name + "_sum"), _metric(port, name + "_count")
+    return 1000.0 * total / count if total and count else 0.0
 
 
 def _serve_env(res: Any, topics: dict[str, str], strategy: str, k: int, port: int
@@ -194,15 +321,56 @@ def _metric(port: int, name: str) -> float | None:
     return sum(v for _, v in page.get(name, []))
 
 
-def _wait_until_serving(port: int, timeout_s: float = 60.0) -> None:
-    """Until serve's /metrics answers and its consumer has joined (a few seconds more)."""
+def _wait_until(cond: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while _metric(port, "stream_warmer_events_total") is None:
+    while not cond():
         if time.monotonic() > deadline:
-            msg = "serve did not start (see its log in the bench log dir)"
-            raise TimeoutError(msg)
+            raise TimeoutError(what)
         time.sleep(0.2)
+
+
+def _wait_until_serving(port: int, model: bool) -> None:
+    """Until serve's /metrics answers (and serves the published model), then the join."""
+    _wait_until(lambda: _serving(port, model),
+                "serve did not start (see its log in the bench log dir)")
     time.sleep(3.0)  # the group join: events sent before it would all wait for it
+
+
+def _serving(port: int, model: bool) -> bool:
+    from stream_warmer.demo import scrape
+    from stream_warmer.strategies.base import BASELINE_VERSION
+
+    page = scrape(port)
+    if not model:
+        return bool(page)
+    versions = page.get("stream_warmer_model_version_info", [])
+    return any(v > 0 and lab.get("version") != BASELINE_VERSION for lab, v in versions)
+
+
+def _train_lstm(settings: Settings, events: Sequence[AccessEvent]) -> Artifact:
+    """Train on the first half with the trainer's own code (as a trainer round does)."""
+    from stream_warmer.trainer.lstm import lstm_trainer
+
+    started = time.monotonic()
+    candidate = lstm_trainer(settings)(events[: len(events) // 2], None)
+    log.info("bench live: lstm trained", extra={"s": round(time.monotonic() - started, 1),
+                                                "events": len(events) // 2})
+    return candidate.artifact
+
+
+def _publish(res: Any, artifact: Artifact) -> dict[str, str]:
+    """Publish ``artifact`` into the run's model store and a fresh updates topic."""
+    from stream_warmer.trainer.publish import ModelPublisher
+    from stream_warmer.trainer.store import open_store
+
+    s = res.settings
+    topic = res.topic("live-updates")
+    store = open_store(s.model.model_copy(update={"store": "redis"}), s.redis)
+    ModelPublisher(store, s.kafka, topic, s.model.name).publish(
+        artifact, {"source": "bench live"}, time.time_ns() // 1_000_000)
+    return {"STREAM_WARMER_TOPICS__MODEL_UPDATES": topic,
+            "STREAM_WARMER_MODEL__STORE": "redis",
+            "STREAM_WARMER_MODEL__CPU_THREADS": "1"}
 
 
 def _wait_consumed(port: int, total: int, timeout_s: float = 120.0) -> None:
@@ -257,22 +425,33 @@ def plot_live(rows: Sequence[LiveRow], path: Path) -> None:
 
 
 class _Offline:
-    """Step 4: the §5 replay of the same events and C, cached per (strategy, delay)."""
+    """Step 4: the §5 replay of the same events and C, cached per (strategy, delay).
+
+    The LSTM is the published artifact itself, loaded the way serve's watcher loads it.
+    """
 
     def __init__(self, settings: Settings, events: Sequence[AccessEvent], capacity: int,
-                 k: int) -> None:
+                 k: int, artifact: Artifact | None) -> None:
         self._settings, self._events, self._capacity, self._k = settings, events, capacity, k
+        self._artifact = artifact
         self._done: dict[tuple[str, int], float] = {}
+
+    def _make(self, strategy: str) -> WarmingStrategy:
+        from stream_warmer.strategies import build_baseline
+        from stream_warmer.trainer.lstm import lstm_loader
+
+        if strategy == "lstm":
+            assert self._artifact is not None
+            return lstm_loader(self._settings)(self._artifact, "bench-offline")
+        return build_baseline(strategy, self._settings.strategy)
 
     def hit_ratio(self, strategy: str, delay: int) -> float:
         """The offline hit ratio of the strategy serve runs under that name."""
         from stream_warmer.evaluation.warmeval import StrategySpec, evaluate_events
-        from stream_warmer.strategies import build_baseline
 
         key = (strategy, delay)
         if key not in self._done:
-            spec = StrategySpec(strategy,
-                                lambda: build_baseline(strategy, self._settings.strategy))
+            spec = StrategySpec(strategy, lambda: self._make(strategy))
             row = evaluate_events(self._events, spec, self._k, self._capacity, delay=delay)
             self._done[key] = row.hit_ratio
         return self._done[key]

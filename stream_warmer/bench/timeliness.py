@@ -9,7 +9,6 @@ and its delay in requests, the L of ``evaluate --delay``.
 from __future__ import annotations
 
 import bisect
-import statistics
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ def match_warms(puts: Sequence[tuple[str, str, int, int]], commands: Sequence[Wa
     """
     by_item: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for cmd in commands:
-        cause = _cause_index(cmd.source, produced)
+        cause = cause_index(cmd.source, produced)
         if cause is not None:
             by_item.setdefault((cmd.tenant, cmd.key), []).append((cmd.issued_at, cause))
     for issued in by_item.values():
@@ -44,7 +43,8 @@ def match_warms(puts: Sequence[tuple[str, str, int, int]], commands: Sequence[Wa
     return out
 
 
-def _cause_index(source: str, produced: Produced) -> int | None:
+def cause_index(source: str, produced: Produced) -> int | None:
+    """The index of the request a command's ``source`` (topic/partition/offset) names."""
     try:
         _, partition, offset = source.rsplit("/", 2)
         return produced.where.get((int(partition), int(offset)))
@@ -64,11 +64,6 @@ def uplift_ratio(live: float, none: float, offline: float) -> float:
     """(live - none) / (offline - none): the share of the offline uplift the loop kept."""
     gain = offline - none
     return (live - none) / gain if gain > 1e-12 else float("nan")
-
-
-def median_delay(matched: Sequence[tuple[float, int]]) -> float:
-    """The median delay in requests of the matched warms (0 when none matched)."""
-    return float(statistics.median(d for _, d in matched)) if matched else 0.0
 
 
 def read_commands(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0
@@ -94,7 +89,7 @@ def read_commands(settings: Settings, topic: str, expected: int, timeout_s: floa
                     out.append(decoder.decode(value))
             if batch:
                 idle_since = time.monotonic()
-            elif len(out) >= expected or time.monotonic() - idle_since > 3.0:
+            if len(out) >= expected and (out or time.monotonic() - idle_since > 3.0):
                 break
     finally:
         consumer.close()

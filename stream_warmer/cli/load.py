@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from stream_warmer.settings import Settings
 
@@ -70,12 +70,10 @@ def _cache_client(settings: Settings) -> redis.Redis:
 def _serve_metrics(stack: ExitStack, settings: Settings, loader: Loader) -> int | None:
     if not settings.metrics.enabled:
         return None
-    from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
+    from stream_warmer.serve.metrics import MetricsServer
 
-    # MetricsServer only calls ``render()``, which LoaderMetrics has too
-    metrics = cast(ServeMetrics, loader.metrics)
-    server = stack.enter_context(MetricsServer(metrics, loader.healthy, settings.metrics.host,
-                                               settings.metrics.port))
+    m = settings.metrics
+    server = stack.enter_context(MetricsServer(loader.metrics, loader.healthy, m.host, m.port))
     return server.port
 
 

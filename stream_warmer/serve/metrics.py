@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,6 +35,10 @@ class ServeMetrics:
         self.events = Counter(p + "events", "Access events consumed", registry=r)
         self.bad_events = Counter(p + "bad_events", "Bad events sent to the DLQ", ["reason"],
                                   registry=r)
+        self.produce_rejected = Counter(
+            p + "produce_rejected", "Records the producer or broker refused for themselves "
+            "(outcome: replaced by a minimal dead letter, or dropped)", ["topic", "outcome"],
+            registry=r)
         self.rehandled = Counter(p + "rehandled_events",
                                  "Events consumed again after Redis was unavailable", registry=r)
         self.lag = Gauge(p + "partition_lag", "High watermark minus next offset", ["partition"],
@@ -89,10 +93,18 @@ class ServeMetrics:
         return bytes(generate_latest(self.registry))
 
 
+class Renders(Protocol):
+    """Whatever can render its registry as the Prometheus text format."""
+
+    def render(self) -> bytes:
+        """The ``/metrics`` page."""
+        ...
+
+
 class MetricsServer:
     """``/metrics`` and ``/healthz`` on a background thread; ``port=0`` picks a free one."""
 
-    def __init__(self, metrics: ServeMetrics, healthy: Callable[[], bool], host: str,
+    def __init__(self, metrics: Renders, healthy: Callable[[], bool], host: str,
                  port: int) -> None:
         handler = _handler(metrics, healthy)
         self._server = ThreadingHTTPServer((host, port), handler)
@@ -115,7 +127,7 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def _handler(metrics: ServeMetrics, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Renders, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
