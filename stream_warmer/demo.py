@@ -10,7 +10,9 @@ everything it started and print a summary.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import socket
 import subprocess
 import sys
@@ -43,6 +45,7 @@ class DemoOptions:
     log_dir: Path
     timeout_s: float
     environ: Mapping[str, str]
+    cache_frac: float = 0.01
 
 
 @dataclass(slots=True)
@@ -217,45 +220,74 @@ def _ratio(part: float, whole: float) -> str:
     return f"{part / whole:6.1%}" if whole else "    - "
 
 
-def progress_line(prev: Sample, now: Sample, produced: int) -> str:
-    """One line of live progress."""
+def progress_line(prev: Sample, now: Sample, produced: int, hits: tuple[float, float]) -> str:
+    """One line of live progress (``hits``: the app's hit ratio with and without warming)."""
     dt = max(now.t - prev.t, 1e-9)
     version = ",".join(sorted(now.versions)) or "-"
     rounds = " ".join(f"{k}={int(v)}" for k, v in sorted(now.rounds.items())) or "-"
     return (
         f"replayed {produced:>8,}  consumed {int(now.events):>8,}  "
         f"{(now.events - prev.events) / dt:>8,.0f} ev/s  "
-        f"{(now.warms - prev.warms) / dt:>7,.0f} warm/s  useful {_ratio(now.useful, now.warms)}  "
+        f"{(now.warms - prev.warms) / dt:>7,.0f} warm/s  "
+        f"hit ratio {_share(hits[0])} (no warming {_share(hits[1])})  "
+        f"useful {_ratio(now.useful, now.warms)}  "
         f"model {version} (swaps {int(now.swaps)})  trainer rounds {rounds}"
     )
 
 
+def _share(value: float) -> str:
+    return "  -  " if math.isnan(value) else f"{value:.3f}"  # nan before the first request
+
+
 class Replayer(threading.Thread):
-    """The trace replay, in the background, counting what it produced."""
+    """The application, in the background: each request of the trace is looked up in
+    its cache (an exact LRU of ``cache_frac`` x the distinct keys), then produced.
+
+    The loader's own code (``stream-warmer load``'s) runs in this process and fills
+    that cache from the warmer's queues; a second LRU of the same size sees the same
+    requests and no warms, so the hit ratio with warming and without it are measured
+    side by side, live.
+    """
 
     def __init__(self, settings: Settings, topic: str, opts: DemoOptions) -> None:
+        from stream_warmer.bench.appcache import LiveLru
+        from stream_warmer.evaluation.traces import read_trace
+        from stream_warmer.evaluation.warmeval import capacity_for, scan
+
         super().__init__(name="demo-replay", daemon=True)
         self._settings, self._topic, self._opts = settings, topic, opts
+        self._events = list(itertools.islice(read_trace(opts.trace), opts.limit))
+        self.capacity = capacity_for(opts.cache_frac, scan(self._events).distinct)
+        self.cache = LiveLru(self.capacity, 0, control=True)
         self.produced = 0
         self.error: BaseException | None = None
         self.stop_flag = threading.Event()
 
-    def run(self) -> None:
-        from stream_warmer.evaluation.traces import read_trace
-        from stream_warmer.replay import replay
+    def hit_ratios(self) -> tuple[float, float]:
+        """(with warming, without) over every request so far."""
+        control = self.cache.control
+        assert control is not None
+        return self.cache.sim.hit_ratio(), control.hit_ratio()
 
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        from stream_warmer.bench.appcache import replay_as_app, start_loader
+
+        stop_loader = threading.Event()
         try:
-            self.produced = replay(
-                read_trace(self._opts.trace),
-                self._settings.kafka.client_config(),
-                self._topic,
-                rate=self._opts.rate,
-                limit=self._opts.limit,
-                on_progress=self._count,
-                stop=self.stop_flag.is_set,
-            )
+            loader = start_loader(self._settings, self.cache, stop_loader)
+            producer = Producer(self._settings.kafka.client_config() | {"linger.ms": 5})
+            replay_as_app(self._events, self.cache, producer, self._topic, rate=self._opts.rate,
+                          speedup=None, stop=self.stop_flag.is_set, progress=self._count)
+            self.stop_flag.wait()  # the warms of the last events still land
+            stop_loader.set()
+            loader.join(30)
         except BaseException as exc:  # reported by the main thread
             self.error = exc
+
+    def __len__(self) -> int:
+        return len(self._events)
 
     def _count(self, n: int) -> None:
         self.produced = n
@@ -287,9 +319,10 @@ def watch(
     while time.monotonic() < deadline and alive():
         time.sleep(opts.interval_s)
         now = sample(*ports)
-        print(progress_line(prev, now, replayer.produced), flush=True)
+        print(progress_line(prev, now, replayer.produced, replayer.hit_ratios()), flush=True)
         prev = now
-        if replayer.is_alive() or not replayer.produced or now.events < replayer.produced:
+        replaying = replayer.produced < len(replayer) and replayer.error is None
+        if replaying or not replayer.produced or now.events < replayer.produced:
             continue
         linger_until = linger_until or time.monotonic() + LINGER_S
         if settled(now) or time.monotonic() >= linger_until:
@@ -317,7 +350,10 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
             child("train", {**opts.environ, **trainer_env}, opts.log_dir) as trainer,
             child("serve", {**opts.environ, **warmer_env}, opts.log_dir) as warmer,
         ):
-            replayer = Replayer(settings, topics.access_events, opts)
+            # the in-process loader drains the warmer's queues (the demo's key prefix)
+            app_settings = settings.model_copy(update={
+                "redis": settings.redis.model_copy(update={"key_prefix": f"demo-{run_id}"})})
+            replayer = Replayer(app_settings, topics.access_events, opts)
             replayer.start()
             first, last = watch(
                 replayer,
@@ -342,6 +378,9 @@ def summarize(
     print("\n== demo summary ==")
     print(f"events replayed        {replayer.produced:,}")
     print(f"events consumed        {int(last.events):,} ({last.events / seconds:,.0f}/s average)")
+    live, none = replayer.hit_ratios()
+    print(f"cache hit ratio        {_share(live)} with warming, {_share(none)} without "
+          f"(exact LRU of {replayer.capacity:,} objects, every request; both live)")
     print(f"warm commands          {int(last.warms):,}")
     print(f"useful warms so far    {int(last.useful):,} of {int(last.warms):,} "
           f"({_ratio(last.useful, last.warms)}; a warm counts as wasted only after the horizon)")

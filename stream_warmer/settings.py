@@ -29,6 +29,17 @@ from stream_warmer.errors import ConfigError
 ENV_PREFIX = "STREAM_WARMER_"
 DEFAULT_CONFIG_FILE = Path("config/stream-warmer.toml")
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# librdkafka options ``kafka.extra`` may not set: serve stores and commits offsets
+# itself, only after their events' side effects (auto commit or auto offset store
+# would commit past events not yet handled); the group is ``consumer_group`` (extra
+# applies to every client, so a group.id there would put the trainer in serve's group)
+_FORBIDDEN_EXTRA = {
+    "enable.auto.commit": "serve commits offsets itself, after their side effects",
+    "auto.commit.enable": "serve commits offsets itself, after their side effects",
+    "enable.auto.offset.store": "serve stores offsets itself, after their side effects",
+    "group.id": "set kafka.consumer_group / trainer.consumer_group instead",
+}
+_SAFE_ACKS = {"all", "-1"}  # a delivery report must mean the record is replicated
 
 
 class _Section(BaseModel):
@@ -49,6 +60,20 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(45_000, ge=6_000, le=300_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000, le=3_600_000)
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("extra")
+    @classmethod
+    def _safe_extra(cls, value: dict[str, str]) -> dict[str, str]:
+        for option, setting in value.items():
+            name = option.strip().lower()
+            why = _FORBIDDEN_EXTRA.get(name)
+            weak_acks = setting.strip().lower() not in _SAFE_ACKS
+            if why is None and name in {"acks", "request.required.acks"} and weak_acks:
+                why = "warm commands and dead letters need acks=all before a commit"
+            if why is not None:
+                msg = f"librdkafka option {name!r} may not be set in kafka.extra: {why}"
+                raise ValueError(msg)
+        return value
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka options common to producers, consumers and the admin client."""
@@ -101,9 +126,15 @@ class RedisSettings(_Section):
 
 
 class EventSettings(_Section):
-    """Limits of the access-event contract."""
+    """Limits of the access-event contract and of the dead letters of bad events."""
 
     max_key_bytes: int = Field(512, ge=1, le=65_536)
+    # a dead letter (key + value) is never larger: the original payload is cut to fit.
+    # Well below Kafka's default message.max.bytes (1 MB), and at least room for the
+    # letter without its payload; the producer's message.max.bytes must be above it
+    dead_letter_max_bytes: int = Field(65_536, ge=4_096, le=900_000)
+    # events whose ts is further ahead of serve's clock are dead-lettered (future_ts)
+    future_ts_tolerance_ms: int = Field(300_000, ge=0, le=7 * 24 * 3600 * 1000)
 
 
 class WindowSettings(_Section):
@@ -118,6 +149,11 @@ class BatchSettings(_Section):
     """Micro-batching: flush at ``max_batch`` tenants or ``max_delay_ms``, whichever first."""
 
     max_batch: int = Field(1024, ge=1, le=65_536)
+    # events of one tenant predicted per flush by a strategy that predicts from an event
+    # alone (the baselines): a high-rate tenant's requests each get their prediction,
+    # not one per micro-batch (lirs_mix5 at 2,000 ev/s: ~8 of the busiest tenant's
+    # events share a 5 ms batch); older ones beyond this are coalesced
+    max_events_per_tenant: int = Field(16, ge=1, le=4096)
     # 5 ms: the batching wait is the part of the event-to-warm tail the app controls
     # (paced 20k ev/s, 2 cores: p99 ~11 ms at 5 vs 25-35 ms at 20); bench pipeline's
     # throughput ratio is unchanged (one Redis round trip per flush is cheap beside a
@@ -140,13 +176,37 @@ class BatchSettings(_Section):
 class StrategySettings(_Section):
     """Which strategy serves, its fallback, and the baselines' bounds."""
 
-    name: Literal["none", "popularity", "markov", "nextkey", "lstm"] = "markov"
-    fallback: Literal["none", "popularity", "markov", "nextkey"] = "markov"
+    name: Literal["none", "popularity", "markov", "nextkey", "pg", "mithril", "lstm"] = "markov"
+    fallback: Literal["none", "popularity", "markov", "nextkey", "pg", "mithril"] = "markov"
     k: int = Field(1, ge=1, le=64)
     markov_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
     markov_max_successors: int = Field(8, ge=1, le=256)
     popularity_top: int = Field(64, ge=1, le=100_000)
     popularity_halflife_events: int = Field(10_000, ge=1, le=1_000_000_000)
+    # pg (probability graph, Griffioen & Appleton '94; strategies/peers.py): arcs x->y for
+    # every y within the next pg_lookahead requests of the tenant after x; warm the
+    # successors with count(x->y) / all arcs out of x above pg_threshold (0.0025: the
+    # classic 5% spread over a 20-request window, as PEERS.md ran it). Memory: at most
+    # pg_max_keys_per_tenant keys with arcs out (least recently requested dropped), each
+    # with at most pg_max_successors successors (a full key drops its less counted half)
+    pg_lookahead: int = Field(20, ge=1, le=1_000)
+    pg_threshold: float = Field(0.0025, ge=0.0, lt=1.0)
+    pg_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
+    pg_max_successors: int = Field(64, ge=1, le=1_024)
+    # mithril (Yang et al., SoCC '17; strategies/mithril.py): keys requested between
+    # min_support and max_support times whose request times pair up within
+    # mithril_lookahead requests are associated, and a request warms its associations.
+    # mithril_confidence: the share of the paired times that must be that close (1 = all);
+    # mining runs when mithril_mining_threshold keys have reached min_support. Memory: at
+    # most mithril_max_keys_per_tenant keys recorded and as many with associations, each
+    # with at most mithril_max_associations (oldest dropped)
+    mithril_lookahead: int = Field(20, ge=1, le=1_000)
+    mithril_min_support: int = Field(2, ge=1, le=64)
+    mithril_max_support: int = Field(8, ge=1, le=64)
+    mithril_confidence: float = Field(1.0, gt=0.0, le=1.0)
+    mithril_mining_threshold: int = Field(256, ge=1, le=1_000_000)
+    mithril_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
+    mithril_max_associations: int = Field(8, ge=1, le=256)
 
 
 class ModelSettings(_Section):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent, encode
+from stream_warmer.settings import Settings
 from stream_warmer.warmqueue import QueueEntry
 
 
@@ -32,11 +33,13 @@ class LiveLru:
 
     Requests come from the replaying thread, warms from the loader's; one lock keeps
     them in one order. ``position`` is the index of the request being served, so a
-    warm knows how many requests after its cause it landed.
+    warm knows how many requests after its cause it landed. With ``control`` a second
+    LRU of the same capacity sees the same requests and no warms: no warming, live.
     """
 
-    def __init__(self, capacity: int, half: int) -> None:
+    def __init__(self, capacity: int, half: int, *, control: bool = False) -> None:
         self._sim = LruSim(capacity)
+        self.control = LruSim(capacity) if control else None
         self._lock = threading.Lock()
         self._half = half
         self.position = 0
@@ -51,7 +54,10 @@ class LiveLru:
         """Request ``index`` of the trace: a hit, or a miss and insert at MRU."""
         with self._lock:
             self.position = index
-            self._sim.request((tenant, key), index >= self._half)
+            counting = index >= self._half
+            self._sim.request((tenant, key), counting)
+            if self.control is not None:
+                self.control.request((tenant, key), counting)
 
     def present(self, entries: Sequence[QueueEntry]) -> list[bool]:
         """Loader protocol: which entries the cache holds."""
@@ -81,12 +87,16 @@ class Produced:
 
 
 def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any, topic: str,
-                  *, rate: float | None, speedup: float | None) -> Produced:
-    """Step 2: look up, then produce, each request at its due time."""
+                  *, rate: float | None, speedup: float | None,
+                  stop: Callable[[], bool] = lambda: False,
+                  progress: Callable[[int], None] = lambda n: None) -> Produced:
+    """Look up, then produce, each request at its due time (until ``stop()``)."""
     produced = Produced()
     start = time.monotonic()
     t0 = events[0].ts if events else 0
     for i, e in enumerate(events):
+        if stop():
+            break
         due = (i / rate) if rate else (e.ts - t0) / 1000.0 / (speedup or 1.0)
         wait = start + due - time.monotonic()
         if wait > 0:
@@ -98,5 +108,21 @@ def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any,
         producer.produce(topic, value, e.tenant,
                          on_delivery=lambda err, msg, i=i: produced.delivered(i, err, msg))
         producer.poll(0)
+        progress(i + 1)
     producer.flush(30)
     return produced
+
+
+def start_loader(settings: Settings, cache: LiveLru, stop: threading.Event
+                 ) -> threading.Thread:
+    """The loader's own code, in a thread of this process, filling the in-process LRU."""
+    from stream_warmer.load.loader import Loader
+    from stream_warmer.load.origin import resolve_origin
+    from stream_warmer.serve.sinks import redis_client
+
+    loader = Loader(redis_client(settings.redis), settings.loader, settings.redis.key_prefix,
+                    cache, resolve_origin(settings.loader))
+    thread = threading.Thread(target=loader.run, args=(stop,), name="bench-loader",
+                              daemon=True)
+    thread.start()
+    return thread

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from stream_warmer.bench.appcache import AppCache, LiveLru, Produced, replay_as_app
+from stream_warmer.bench.appcache import AppCache, LiveLru, Produced, replay_as_app, start_loader
 from stream_warmer.bench.timeliness import (
     cause_index,
     match_warms,
@@ -220,7 +220,7 @@ def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Measur
     """``--cache lru``: the loader's code in this process fills the exact LRU."""
     cache = LiveLru(capacity, len(loop.events) // 2)
     stop = threading.Event()
-    loader = _start_loader(loop.settings, cache, stop)
+    loader = start_loader(loop.settings, cache, stop)
     produced = loop.replay(cache)
     _wait_consumed(port, len(loop.events))
     time.sleep(settle_s)
@@ -348,9 +348,17 @@ def _serving(port: int, model: bool) -> bool:
 
 
 def _train_lstm(settings: Settings, events: Sequence[AccessEvent]) -> Artifact:
-    """Train on the first half with the trainer's own code (as a trainer round does)."""
+    """Train on the first half with the trainer's own code (as a trainer round does).
+
+    On ``model.cpu_threads`` torch threads, one when unset: this process also replays
+    the trace later, beside serve and the broker, and torch's default (one thread per
+    core) on a shared 2-core machine made a 83k-event round take 15+ minutes, not ~1.
+    """
+    import torch
+
     from stream_warmer.trainer.lstm import lstm_trainer
 
+    torch.set_num_threads(settings.model.cpu_threads or 1)
     started = time.monotonic()
     candidate = lstm_trainer(settings)(events[: len(events) // 2], None)
     log.info("bench live: lstm trained", extra={"s": round(time.monotonic() - started, 1),
@@ -396,6 +404,8 @@ def format_rows(rows: Sequence[LiveRow]) -> str:
     for r in rows:
         d = r.row()
         cells = [r.trace, r.cache] + [fmt.format(d[c]) for c, fmt in _COLUMNS]
+        if r.speedup:  # paced by the trace's own time: the speed-up, then the mean rate
+            cells[3] = f"x{r.speedup:g} ({r.rate:,.0f}/s)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -455,18 +465,3 @@ class _Offline:
             row = evaluate_events(self._events, spec, self._k, self._capacity, delay=delay)
             self._done[key] = row.hit_ratio
         return self._done[key]
-
-
-def _start_loader(settings: Settings, cache: LiveLru, stop: threading.Event
-                  ) -> threading.Thread:
-    """The loader's own code, in a thread of this process, filling the in-process LRU."""
-    from stream_warmer.load.loader import Loader
-    from stream_warmer.load.origin import resolve_origin
-    from stream_warmer.serve.sinks import redis_client
-
-    loader = Loader(redis_client(settings.redis), settings.loader, settings.redis.key_prefix,
-                    cache, resolve_origin(settings.loader))
-    thread = threading.Thread(target=loader.run, args=(stop,), name="bench-loader",
-                              daemon=True)
-    thread.start()
-    return thread

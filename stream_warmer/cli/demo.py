@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many s")
     parser.add_argument("--log-dir", type=Path, default=Path(".devstack/demo"))
+    parser.add_argument("--cache-frac", type=float, default=0.01,
+                        help="the application's LRU holds f x the distinct keys (default 0.01)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,5 +49,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log_dir=args.log_dir,
         timeout_s=args.timeout,
         environ=dict(os.environ),
+        cache_frac=args.cache_frac,
     )
     return run_demo(settings, opts)

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a trace file, or a bare name in --traces-dir (e.g. lirs_mix5)")
     parser.add_argument("--strategies", default="none,markov1,nextkey",
                         help="comma-separated: none, popularity, markov (configured bounds), "
-                        "markov1 (unbounded, as REFERENCE.md), nextkey, lstm "
+                        "markov1 (unbounded, as REFERENCE.md), nextkey, pg and mithril (the "
+                        "published peers of PEERS.md), lstm "
                         "(default: %(default)s)")
     parser.add_argument("--cache-frac", default="0.01,0.1",
                         help="cache capacity as fractions of the distinct (tenant,key) pairs")

@@ -2,10 +2,12 @@
 
 Strategy names: ``none``, ``popularity``, ``nextkey``, ``markov`` (the Markov
 baseline with the configured memory bounds, as ``serve`` runs it), ``markov1``
-(REFERENCE.md's Markov table: the same ranking, unbounded) and ``lstm``
-(``stream_warmer.strategies.lstm.fit_strategy`` trained on the first half of the
-trace, then evaluated with the same protocol; trained once per trace, each further
-instance, e.g. one per f for a capacity-aware strategy, comes from its ``fresh()``).
+(REFERENCE.md's Markov table: the same ranking, unbounded), the published peers
+``pg`` and ``mithril`` (PEERS.md; bounded by the ``strategy.pg_*`` / ``mithril_*``
+settings) and ``lstm`` (``stream_warmer.strategies.lstm.fit_strategy`` trained on
+the first half of the trace, then evaluated with the same protocol; trained once per
+trace, each further instance, e.g. one per f for a capacity-aware strategy, comes
+from its ``fresh()``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from stream_warmer.settings import Settings
 from stream_warmer.strategies import build_baseline
 from stream_warmer.strategies.base import WarmingStrategy
 
-STRATEGIES = ("none", "popularity", "markov", "markov1", "nextkey", "lstm")
+STRATEGIES = ("none", "popularity", "markov", "markov1", "nextkey", "pg", "mithril", "lstm")
 T = TypeVar("T")
 _SUFFIXES = (".csv.gz", ".csv", ".oracleGeneral.bin", ".oracleGeneral", ".bin")
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream_warmer.events import AccessEvent
+from stream_warmer.events import AccessEvent, is_ascii_digits
 
 Key = int | str
 DELTA_BITS = 40
@@ -91,8 +91,9 @@ class FeatureSpec:
 
 
 def parse_key(key: str) -> Key:
-    """The key as an int when it is a canonical decimal integer, else the string."""
-    if key.isdigit() and (key == "0" or key[0] != "0") and len(key) < 19:
+    """The key as an int when it is a canonical decimal integer (ASCII digits, no
+    leading zero, int64), else the string."""
+    if is_ascii_digits(key) and (key == "0" or key[0] != "0") and len(key) < 19:
         return int(key)
     return key
 

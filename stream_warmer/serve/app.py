@@ -29,8 +29,9 @@ from confluent_kafka import KafkaError as _KafkaErr
 from confluent_kafka import KafkaException, TopicPartition
 
 from stream_warmer.errors import KafkaError, SinkUnavailableError
-from stream_warmer.events import AccessEvent, DeadLetter, EventDecoder, encode
+from stream_warmer.events import AccessEvent, EventDecoder
 from stream_warmer.serve.checkpoint import Checkpointer
+from stream_warmer.serve.deadletters import DeadLetters
 from stream_warmer.serve.engine import LatencyObserver
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
 from stream_warmer.serve.outage import Outage
@@ -88,7 +89,8 @@ class ServeApp:
         self._clock = clock
         self._wall_ms = wall_ms
         self._serve_http = settings.metrics.enabled if serve_http is None else serve_http
-        self._decoder = EventDecoder(settings.events.max_key_bytes)
+        self._decoder = EventDecoder(settings.events.max_key_bytes,
+                                     settings.events.future_ts_tolerance_ms)
         self._stop = threading.Event()
         self.stats = RunStats()
         self.offsets = Offsets()
@@ -121,8 +123,12 @@ class ServeApp:
         s = self._s
         self._redis_client = self._clients.redis(s)
         stack.callback(self._redis_client.close)
-        self._outbox = Outbox(self._clients.producer(producer_conf(s)))
+        rejected = self.metrics.produce_rejected
+        self._outbox = Outbox(self._clients.producer(producer_conf(s)),
+                              lambda topic, outcome: rejected.labels(topic, outcome).inc())
         stack.callback(self._outbox.flush, 10.0)
+        self._dead_letters = DeadLetters(self._outbox, s.topics.dead_letter, self._topic,
+                                         s.events.dead_letter_max_bytes, self.metrics)
         sinks = (RedisSink(self._redis_client, s.redis, int(s.policy.dedup_ttl_s * 1000)),
                  KafkaSink(self._outbox.produce, s.topics.warm_commands))
         self._engine = build_engine(s, self._strategy, sinks, self.metrics, clock=self._clock,
@@ -196,23 +202,26 @@ class ServeApp:
         batcher = self._engine.batcher
         was_empty = not len(batcher)
         decode, handle, offsets = self._decoder.decode, self._engine.handler(now), self.offsets
-        good = 0
+        now_ms = self._wall_ms()
+        good = bad = 0
         for msg in messages:
             if msg.error() is not None:
                 self._consumer_error(msg)
                 continue
             partition, offset = msg.partition(), msg.offset()
             offsets.consumed(partition, offset)
-            event = decode(msg.value())
+            event = decode(msg.value(), now_ms)
             if isinstance(event, AccessEvent):
                 handle(partition, offset, event)
                 good += 1
             else:
-                self._dead_letter(msg, event.reason, event.detail)
+                self._dead_letters.send(msg, event)
+                bad += 1
         if was_empty:  # these events may have arrived any time during the poll
             batcher.backdate(self._polled_at)
         self.stats.consumed += len(messages)
         self.stats.events += good
+        self.stats.bad += bad
         self.metrics.events.inc(good)
         self.stats.mark(now)
 
@@ -230,15 +239,6 @@ class ServeApp:
             text = f"fatal consumer error: {err.str()}"
             raise KafkaError(text)
         log.warning("consumer error", extra={"error": err.str()})
-
-    def _dead_letter(self, msg: Msg, reason: str, detail: str) -> None:
-        letter = DeadLetter(reason, detail, msg.topic() or self._topic, msg.partition(),
-                            msg.offset(), msg.value() or b"")
-        key = msg.key()
-        self._outbox.produce(self._s.topics.dead_letter, key.decode(errors="replace") if key
-                             else "", encode(letter))
-        self.stats.bad += 1
-        self.metrics.bad_events.labels(reason).inc()
 
     def _maybe_predict(self, force: bool = False) -> None:
         if self._outage.active:

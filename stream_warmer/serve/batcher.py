@@ -2,8 +2,10 @@
 
 A batch is due when it holds ``max_batch`` tenants or its oldest entry is
 ``max_delay_ms`` old, whichever comes first. A tenant with several new events since
-the last flush is held once, with its newest event, so it is predicted once on its
-newest window. The clock is injected (seconds, monotonic).
+the last flush is held once, with its newest event (predicted on its newest window),
+and the ones before it in this batch (``earlier``, at most
+``max_events_per_tenant - 1``): a strategy that predicts from one event alone is asked
+about each of them too. The clock is injected (seconds, monotonic).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Pending(NamedTuple):
     partition: int
     offset: int
     event: AccessEvent
+    earlier: tuple[tuple[int, AccessEvent], ...] = ()  # (offset, event), oldest first
 
 
 class MicroBatcher:
@@ -29,10 +32,12 @@ class MicroBatcher:
 
     def __init__(self, settings: BatchSettings, clock: Callable[[], float]) -> None:
         self._max_batch = settings.max_batch
+        self._max_earlier = settings.max_events_per_tenant - 1
         self._max_delay_s = settings.max_delay_ms / 1000.0
         self._clock = clock
         # tenant -> (partition, offset, newest event); Pending is built at drain time
         self._pending: dict[str, tuple[int, int, AccessEvent]] = {}
+        self._earlier: dict[str, list[tuple[int, AccessEvent]]] = {}
         self._opened_at = 0.0
 
     def __len__(self) -> int:
@@ -42,7 +47,14 @@ class MicroBatcher:
         """Note a new event of ``event.tenant`` (replacing an older one of that tenant)."""
         if not self._pending:
             self._opened_at = self._clock()
-        self._pending[event.tenant] = (partition, offset, event)
+        tenant = event.tenant
+        before = self._pending.get(tenant)
+        if before is not None and self._max_earlier:
+            earlier = self._earlier.setdefault(tenant, [])
+            earlier.append((before[1], before[2]))
+            if len(earlier) > self._max_earlier:
+                del earlier[0]
+        self._pending[tenant] = (partition, offset, event)
 
     def backdate(self, since: float) -> None:
         """The oldest entry may have waited since ``since`` (e.g. inside a blocking poll)."""
@@ -69,7 +81,8 @@ class MicroBatcher:
             taken, self._pending = self._pending, {}
         else:
             taken = {t: self._pending.pop(t) for t in list(self._pending)[: self._max_batch]}
-        return [Pending(t, p, o, e) for t, (p, o, e) in taken.items()]
+        earlier = self._earlier
+        return [Pending(t, p, o, e, tuple(earlier.pop(t, ()))) for t, (p, o, e) in taken.items()]
 
     def discard_partitions(self, partitions: Iterable[int]) -> int:
         """Forget entries of revoked partitions (their events are re-handled elsewhere)."""
@@ -77,10 +90,11 @@ class MicroBatcher:
         keep = {t: entry for t, entry in self._pending.items() if entry[0] not in gone}
         dropped = len(self._pending) - len(keep)
         self._pending = keep
+        self._earlier = {t: e for t, e in self._earlier.items() if t in keep}
         return dropped
 
     def clear(self) -> int:
         """Forget everything (the events will be re-handled); return how many tenants."""
         dropped = len(self._pending)
-        self._pending = {}
+        self._pending, self._earlier = {}, {}
         return dropped

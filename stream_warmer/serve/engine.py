@@ -101,9 +101,15 @@ class WarmEngine:
             self.policy.forget(gone)
             self.precision.forget(gone)
 
-    def _flush_chunk(self, batch: list[Pending]) -> int:
-        windows = [self.windows.window(p.tenant) or Window(p.tenant, (p.event,)) for p in batch]
+    def _flush_chunk(self, newest: list[Pending]) -> int:
         strategy = self.strategy
+        if strategy.per_event:  # every event is a cause; its window is the event itself
+            batch = _every_event(newest)
+            windows = [Window(p.tenant, (p.event,)) for p in batch]
+        else:
+            batch = newest
+            windows = [self.windows.window(p.tenant) or Window(p.tenant, (p.event,))
+                       for p in batch]
         started = self._clock()
         predictions = strategy.predict(windows, self._k)
         self._metrics.inference.observe(self._clock() - started)
@@ -116,7 +122,7 @@ class WarmEngine:
             return 0
         self._redis.write(commands)
         written = self._redis.flush()
-        self._after_write(written, {p.tenant: p.event.ts for p in batch})
+        self._after_write(written, {p.tenant: p.event.ts for p in newest})
         return len(written)
 
     def _after_write(self, written: list[WarmCommand], cause_ts: dict[str, int]) -> None:
@@ -131,3 +137,13 @@ class WarmEngine:
         self._kafka.write(written)
         self.commands_written += len(written)
         self._metrics.warm_commands.inc(len(written))
+
+
+def _every_event(batch: list[Pending]) -> list[Pending]:
+    """Each tenant's earlier events of the batch (bounded by the batcher), then its
+    newest, each a cause of its own."""
+    out: list[Pending] = []
+    for p in batch:
+        out += [Pending(p.tenant, p.partition, off, ev) for off, ev in p.earlier]
+        out.append(p)
+    return out

@@ -11,6 +11,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from stream_warmer.errors import ConfigError
+from stream_warmer.events import is_ascii_digits
 from stream_warmer.serve.batcher import MicroBatcher
 from stream_warmer.serve.engine import LatencyObserver, WarmEngine
 from stream_warmer.serve.metrics import ServeMetrics
@@ -22,6 +24,9 @@ from stream_warmer.settings import Settings
 from stream_warmer.strategies.base import WarmingStrategy
 
 log = logging.getLogger(__name__)
+# what librdkafka adds to key + value when it checks message.max.bytes (a v2 record's
+# framing is well under this)
+RECORD_OVERHEAD_BYTES = 1024
 
 
 class Clients:
@@ -68,8 +73,22 @@ def log_commit_errors(err: Any, partitions: list[TopicPartition]) -> None:
 
 
 def producer_conf(settings: Settings) -> dict[str, Any]:
-    """Warm commands and dead letters: a short linger keeps latency low."""
-    return {"linger.ms": 2} | settings.kafka.client_config()
+    """Warm commands and dead letters: a short linger keeps latency low.
+
+    ``message.max.bytes`` is librdkafka's default, set here so that the bound is
+    explicit: below the broker's default (1,048,588) and above the largest dead
+    letter (``events.dead_letter_max_bytes`` plus the record's framing); a
+    ``kafka.extra`` value that would refuse a dead letter is a ``ConfigError``.
+    """
+    conf = {"linger.ms": 2, "message.max.bytes": 1_000_000} | settings.kafka.client_config()
+    need = settings.events.dead_letter_max_bytes + RECORD_OVERHEAD_BYTES
+    limit = str(conf["message.max.bytes"]).strip()
+    if not is_ascii_digits(limit) or int(limit) < need:
+        msg = (f"kafka.extra message.max.bytes={conf['message.max.bytes']} is below "
+               f"events.dead_letter_max_bytes + {RECORD_OVERHEAD_BYTES} = {need}: the "
+               "producer would refuse the dead letters of large bad events")
+        raise ConfigError(msg)
+    return conf
 
 
 def build_engine(

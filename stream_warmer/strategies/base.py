@@ -40,6 +40,9 @@ class WarmingStrategy(ABC):
     """Base class of ``none``, ``popularity``, ``markov``, ``nextkey`` and ``lstm``."""
 
     name: str = "abstract"
+    # True when ``predict`` needs only each window's newest event (cheap per event):
+    # serve then asks about every event of a micro-batch, not only each tenant's newest
+    per_event: bool = False
 
     @property
     def model_version(self) -> str:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
-from stream_warmer.events import AccessEvent
+from stream_warmer.events import AccessEvent, is_ascii_digits
 from stream_warmer.settings import StrategySettings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 
@@ -61,6 +61,7 @@ class Popularity(WarmingStrategy):
     """
 
     name = "popularity"
+    per_event = True
     nested_k = True
 
     def __init__(self, max_keys: int = 64, halflife_events: int = 10_000) -> None:
@@ -156,6 +157,7 @@ class Markov(WarmingStrategy):
     """
 
     name = "markov"
+    per_event = True
     nested_k = True
 
     def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
@@ -220,6 +222,7 @@ class NextKey(WarmingStrategy):
     """
 
     name = "nextkey"
+    per_event = True
     nested_k = True
 
     def observe(self, event: AccessEvent) -> None:
@@ -242,7 +245,7 @@ def _next_keys(key: str, k: int) -> list[Prediction]:
 @lru_cache(maxsize=1 << 16)  # pure; hot keys repeat, and Prediction objects are not free
 def _next_keys_cached(key: str, k: int) -> tuple[Prediction, ...]:
     digits = key[1:] if key[:1] == "-" else key
-    if not (digits.isascii() and digits.isdigit()):
+    if not is_ascii_digits(digits):
         return ()
     value = int(key)
     if len(digits) > 1 and digits[0] == "0" and value >= 0:
@@ -268,5 +271,5 @@ def build(name: str, settings: StrategySettings) -> WarmingStrategy:
     if name == "nextkey":
         return NextKey()
     msg = (f"unknown baseline strategy {name!r}; "
-           "choose from none, popularity, markov, markov1, nextkey")
+           "choose from none, popularity, markov, markov1, nextkey, pg, mithril")
     raise ValueError(msg)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stream_warmer.events import AccessEvent
+from stream_warmer.events import AccessEvent, is_ascii_digits
 from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.dataset import expand_bits, pad_steps
 from stream_warmer.model.decode import choose
@@ -271,7 +271,7 @@ class LstmStrategy(WarmingStrategy):
 
 def _next_keys(key: str, k: int) -> list[str]:
     """What ``nextkey`` warms after ``key``: key+1 ... key+k (integer keys only)."""
-    if not key.isdigit():
+    if not is_ascii_digits(key):
         return []
     n = int(key)
     return [str(n + i) for i in range(1, k + 1)]

@@ -28,6 +28,7 @@ def test_demo_runs_and_stops_what_it_started(kafka_bootstrap: str, redis_url: st
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "events consumed        12,000" in proc.stdout
     assert "warm commands" in proc.stdout
+    assert "cache hit ratio" in proc.stdout and "with warming" in proc.stdout
     assert "ev/s" in proc.stdout  # live progress was shown
     # both children were stopped gracefully (SIGTERM -> final checkpoint) by the demo
     assert "serve finished" in (tmp_path / "serve.log").read_text()

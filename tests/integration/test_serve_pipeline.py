@@ -11,6 +11,7 @@ import redis
 
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.strategies import build_baseline
+from stream_warmer.warmqueue import expiry_key, tenants_key, wake_key
 from tests.integration.serve_helpers import (
     committed,
     delete_group,
@@ -34,8 +35,10 @@ def stack(kafka_bootstrap: str, redis_url: str, topic_factory: Callable[..., str
     topics = {"events": topic_factory("events", 1), "warm": topic_factory("warm", 1),
               "dlq": topic_factory("dlq", 1)}
     group, prefix = unique("serve"), unique("sw")
+    # a 30 s dedup (the default is a 50 ms burst filter): the pattern test counts on
+    # the later rounds being suppressed
     env = serve_env(kafka_bootstrap, redis_url, group, topics, prefix,
-                    BATCH__POLL_BATCH="1", BATCH__MAX_BATCH="1")
+                    BATCH__POLL_BATCH="1", BATCH__MAX_BATCH="1", POLICY__DEDUP_TTL_S="30")
     yield env | {"group": group, "prefix": prefix, "kafka": kafka_bootstrap, "redis": redis_url,
                  **{f"topic_{k}": v for k, v in topics.items()}}
     client = redis.Redis.from_url(redis_url)
@@ -88,7 +91,11 @@ def test_successor_pattern_gives_the_expected_warm_commands(stack: dict[str, str
         marker = client.get(f"{stack['prefix']}:{tenant}:warm:k1")
         assert marker is not None and msgspec.json.decode(marker)["tenant"] == tenant
         assert 0 < client.pttl(f"{stack['prefix']}:{tenant}:warm:k1") <= 30_000
-    assert {k.split(":")[1] for k in client.scan_iter(f"{stack['prefix']}:*")} == set(TENANTS)
+    keys = set(client.scan_iter(f"{stack['prefix']}:*"))
+    shared = {tenants_key(stack["prefix"]), wake_key(stack["prefix"])}
+    assert shared <= keys  # the loaders' index of queues and their wake list
+    assert {k.split(":")[1] for k in keys - shared} == set(TENANTS)
+    assert client.hget(expiry_key(stack["prefix"], "acme"), "k1") is not None
     client.close()
 
     assert app.stats.commands == len(expected)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from stream_warmer.events import AccessEvent, encode
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
@@ -148,23 +148,38 @@ class FakeConsumer:
 
 
 class FakeProducer:
-    """Records produced records; ``flush`` logs itself."""
+    """Records produced records; ``flush`` logs itself.
 
-    def __init__(self, log: list[str]) -> None:
+    Like librdkafka, ``produce`` refuses a record over ``max_bytes`` (key + value) with
+    ``MSG_SIZE_TOO_LARGE``; ``topic_max_bytes`` makes the broker refuse larger records
+    on a topic in their delivery report, and ``fail_with`` fails every delivery.
+    """
+
+    def __init__(self, log: list[str], max_bytes: int = 1_000_000) -> None:
         self.log = log
+        self.max_bytes = max_bytes
         self.records: list[tuple[str, bytes, str]] = []
-        self.fail_with: str | None = None
-        self._reports: list[Any] = []
+        self.refused: list[tuple[str, bytes, str]] = []
+        self.fail_with: KafkaError | None = None
+        self.topic_max_bytes: dict[str, int] = {}
+        self._reports: list[tuple[Any, str, int]] = []
 
     def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
+        size = len(value) + len(key.encode())
+        if size > self.max_bytes:
+            self.refused.append((topic, value, key))
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         self.records.append((topic, value, key))
         if on_delivery is not None:
-            self._reports.append(on_delivery)
+            self._reports.append((on_delivery, topic, size))
 
     def poll(self, timeout: float) -> int:
         reports, self._reports = self._reports, []
-        for report in reports:
-            report(self.fail_with, None)
+        for report, topic, size in reports:
+            err = self.fail_with
+            if err is None and size > self.topic_max_bytes.get(topic, size):
+                err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+            report(err, None)
         return len(reports)
 
     def flush(self, timeout: float) -> int:

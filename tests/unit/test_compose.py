@@ -23,7 +23,8 @@ def compose() -> dict[str, Any]:
 
 
 def test_services_present(compose: dict[str, Any]) -> None:
-    assert {"kafka", "redis", "topics", "warmer", "trainer", "replay"} <= set(compose["services"])
+    assert {"kafka", "redis", "cache", "topics", "warmer", "loader", "trainer",
+            "replay"} <= set(compose["services"])
 
 
 def test_kafka_image_matches_devstack_version(compose: dict[str, Any]) -> None:
@@ -40,7 +41,7 @@ def test_every_stream_warmer_variable_is_a_valid_setting(compose: dict[str, Any]
         ours = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
         seen += len(ours)
         load_settings(None, ours)  # raises ConfigError naming any bad variable
-        if name in {"warmer", "trainer", "topics", "replay"}:
+        if name in {"warmer", "loader", "trainer", "topics", "replay"}:
             host = ours["STREAM_WARMER_KAFKA__BOOTSTRAP_SERVERS"].split(":")[0]
             assert host in compose["services"], f"{name} points at unknown host {host}"
     assert seen > 0
@@ -59,7 +60,7 @@ def test_ports_agree_with_defaults(compose: dict[str, Any]) -> None:
 def test_commands_are_real_subcommands(compose: dict[str, Any]) -> None:
     from stream_warmer.cli import COMMANDS
 
-    for name in ("topics", "warmer", "trainer", "replay"):
+    for name in ("topics", "warmer", "loader", "trainer", "replay"):
         command = compose["services"][name]["command"][0]
         assert command in COMMANDS, f"service {name} runs unknown subcommand {command!r}"
 
@@ -67,5 +68,5 @@ def test_commands_are_real_subcommands(compose: dict[str, Any]) -> None:
 def test_replay_service_arguments_parse(compose: dict[str, Any]) -> None:
     from stream_warmer.cli import build_parser
 
-    for name in ("topics", "warmer", "trainer", "replay"):
+    for name in ("topics", "warmer", "loader", "trainer", "replay"):
         build_parser().parse_args(compose["services"][name]["command"])

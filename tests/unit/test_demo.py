@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import math
 import threading
 from collections.abc import Iterator
 
@@ -94,6 +95,8 @@ def test_settled_waits_for_due_rounds_and_their_swaps() -> None:
 def test_progress_line_rates() -> None:
     a = Sample(t=10.0, events=0, warms=0)
     b = Sample(t=12.0, events=4000, warms=1000, precision=0.5, useful=250, versions={"v1"})
-    line = progress_line(a, b, 5000)
+    line = progress_line(a, b, 5000, (0.75, 0.5))
     assert "2,000 ev/s" in line and "500 warm/s" in line and "model v1" in line
     assert "useful  25.0%" in line
+    assert "hit ratio 0.750 (no warming 0.500)" in line
+    assert "hit ratio   -   (no warming   -  )" in progress_line(a, b, 0, (math.nan, math.nan))

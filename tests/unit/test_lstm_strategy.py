@@ -221,3 +221,13 @@ def test_serve_path_matches_the_plain_computation(settings: Settings, k: int) ->
     assert checked > 300
     streamed = list(LstmStrategy(model, spec, 0.0, ms).predict_stream(events, k))
     assert [[p.key for p in ps] for ps in streamed] == [[key for key, _ in e] for e in expected]
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    ("41", ["42", "43"]), ("²", []), ("١٢", []), ("user:1", []),
+])
+def test_the_budgets_nextkey_shadow_takes_ascii_digits_only(key: str,
+                                                             expected: list[str]) -> None:
+    from stream_warmer.strategies.lstm import _next_keys
+
+    assert _next_keys(key, 2) == expected  # int("²") raised ValueError on every event

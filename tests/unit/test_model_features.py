@@ -69,3 +69,19 @@ def test_successor_table_is_bounded() -> None:
 def test_signed_log_bucket_separates_signs() -> None:
     assert signed_log_bucket(0) == 1
     assert signed_log_bucket(8) != signed_log_bucket(-8)
+
+
+def test_parse_key_reads_ascii_digits_only() -> None:
+    # "²".isdigit() is True and int("²") raised; "١٢" became 12, aliasing key "12"
+    assert parse_key("²") == "²"
+    assert parse_key("١٢") == "١٢"
+    assert parse_key("\uff11\uff12") == "\uff11\uff12"
+    assert parse_key("12") == 12
+
+
+def test_the_tracker_takes_unicode_digit_keys_as_strings() -> None:
+    tracker = CandidateTracker(FeatureSpec(deltas=(1,)))
+    for key in ("11", "²", "12", "١٢", "13"):
+        step = tracker.step(_ev("t", key, 0))  # a ValueError here crash-looped serve
+    assert "١٢" in tracker._t["t"].succ and 12 in tracker._t["t"].succ  # two keys, not one
+    assert step.cands[3] == 14  # integer keys still stride

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 import pytest
+from confluent_kafka import KafkaError as _KafkaError
 
 from stream_warmer.errors import KafkaError
+from stream_warmer.events import DeadLetter
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.settings import Settings, load_settings
 from tests.unit.serve_fakes import (
@@ -167,7 +171,8 @@ def test_the_first_model_adopts_the_fallback_baselines_state(
 
 def test_failed_deliveries_stop_the_app_before_it_commits() -> None:
     app, _log, consumer, producer, _client, _strategy = build(stream())
-    producer.fail_with = "Broker: topic authorization failed"
+    producer.fail_with = _KafkaError(_KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                     "Broker: topic authorization failed")
     with pytest.raises(KafkaError, match="not delivered: Broker: topic authorization failed"):
         app.run(max_messages=8)
     assert consumer.committed == {}
@@ -206,3 +211,80 @@ def test_consumer_fetches_in_batches_bounded_in_time_and_extra_wins() -> None:
     assert conf["enable.auto.commit"] is False and callable(conf["on_commit"])
     tuned = consumer_conf(settings(KAFKA__EXTRA='{"fetch.wait.max.ms": "50"}'))
     assert tuned["fetch.wait.max.ms"] == "50"  # operators keep the last word
+
+
+def test_a_900_kb_bad_event_gets_a_bounded_dead_letter_and_is_committed() -> None:
+    # its dead letter carried the whole value (base64: 1.2 MB): MSG_SIZE_TOO_LARGE from
+    # produce, no commit, and every restart died on the same event (issue 13)
+    big = b"\x00not json " + bytes(range(256)) * 3515
+    assert 899_000 < len(big) < 901_000
+    messages = [message(0, 0, big), message(0, 1, event_value("acme", "1", NOW_MS))]
+    app, _log, consumer, producer, _client, _strategy = build(messages)
+    stats = app.run(max_messages=2)
+
+    [(_topic, value, key)] = producer.on("dlq")
+    assert len(value) + len(key.encode()) <= 65_536  # events.dead_letter_max_bytes
+    letter = msgspec.json.decode(value, type=DeadLetter)
+    assert (letter.reason, letter.topic, letter.partition, letter.offset) == (
+        "not_json", "events", 0, 0)
+    assert letter.truncated and big.startswith(letter.original)
+    assert 40_000 < len(letter.original) < len(big)
+    assert letter.original_size == len(big)
+    assert letter.original_sha256 == hashlib.sha256(big).hexdigest()
+    assert consumer.committed == {0: 2} and stats.bad == 1 and stats.commands == 1
+
+
+def test_a_dead_letter_the_broker_refuses_is_replaced_by_a_minimal_one() -> None:
+    bad = b"{" + b"x" * 5000
+    messages = [message(0, 0, bad), message(0, 1, event_value("acme", "1", NOW_MS))]
+    app, _log, consumer, producer, _client, _strategy = build(messages)
+    producer.topic_max_bytes["dlq"] = 1000  # the topic's max.message.bytes is lower than ours
+    app.run(max_messages=2)
+
+    full, minimal = (msgspec.json.decode(v, type=DeadLetter) for _t, v, _k in producer.on("dlq"))
+    assert full.original == bad and not full.truncated
+    assert (minimal.reason, minimal.offset, minimal.original) == ("not_json", 0, b"")
+    assert minimal.truncated and minimal.original_size == len(bad)
+    assert minimal.original_sha256 == full.original_sha256
+    assert consumer.committed == {0: 2}
+    text = app.metrics.render().decode()
+    assert 'stream_warmer_produce_rejected_total{outcome="replaced",topic="dlq"} 1.0' in text
+
+
+def test_records_the_producer_refuses_are_counted_and_never_stop_the_app() -> None:
+    messages = [message(0, 0, b"{oops"), message(0, 1, event_value("acme", "1", NOW_MS))]
+    app, _log, consumer, producer, _client, _strategy = build(messages)
+    producer.max_bytes = 20  # refuses every record, dead letters and their fallbacks too
+    stats = app.run(max_messages=2)
+
+    assert producer.records == [] and stats.bad == 1 and stats.commands == 1
+    assert consumer.committed == {0: 2}
+    text = app.metrics.render().decode()
+    assert 'stream_warmer_produce_rejected_total{outcome="dropped",topic="dlq"} 1.0' in text
+    assert 'stream_warmer_produce_rejected_total{outcome="dropped",topic="warm"} 1.0' in text
+
+
+def test_an_event_from_the_future_is_dead_lettered_not_warmed() -> None:
+    ahead = NOW_MS + 300_001  # events.future_ts_tolerance_ms (5 min) + 1 ms ahead of serve
+    messages = [message(0, 0, event_value("acme", "1", ahead)),
+                message(0, 1, event_value("acme", "2", NOW_MS + 300_000))]
+    app, _log, consumer, producer, _client, strategy = build(messages)
+    app.run(max_messages=2)
+
+    [letter] = [msgspec.json.decode(v, type=DeadLetter) for _t, v, _k in producer.on("dlq")]
+    assert (letter.reason, letter.offset) == ("future_ts", 0)
+    assert [e.key for e in strategy.observed] == ["2"]
+    assert consumer.committed == {0: 2}
+
+
+def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
+    per_event = PlusOne()
+    per_event.per_event = True  # as the baselines declare: each event predicts alone
+    app, _log, _c, producer, _r, _s = build(stream(), strategy=per_event)
+    app.run(max_messages=8)
+    warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
+    assert warmed == ["11", "12", "13", "2", "3", "4", "5", "6"]  # one per event
+    coalesced, _l, _c2, producer2, _r2, _s2 = build(stream())
+    coalesced.run(max_messages=8)
+    assert sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer2.on("warm")
+                  ) == ["13", "6"]  # the newest of each tenant only

@@ -74,3 +74,25 @@ def test_a_batch_can_be_backdated_to_when_its_poll_started() -> None:
     assert batcher.due()
     batcher.backdate(clock.now + 1)  # never later than it was
     assert batcher.due()
+
+
+def test_earlier_events_of_a_tenant_ride_along_bounded() -> None:
+    batcher = MicroBatcher(BatchSettings(max_events_per_tenant=3), FakeClock())
+    for offset in range(1, 6):
+        batcher.add(0, offset, ev("a", str(offset)))
+    batcher.add(0, 6, ev("b", "x"))
+    a, b = batcher.drain()
+    assert (a.offset, a.event.key) == (5, "5")
+    assert [(o, e.key) for o, e in a.earlier] == [(3, "3"), (4, "4")]  # newest 2 of 4
+    assert b.earlier == ()
+    batcher.add(0, 7, ev("a", "7"))
+    [again] = batcher.drain()
+    assert again.earlier == ()  # nothing carried over past a flush
+
+
+def test_one_event_per_tenant_coalesces_as_before() -> None:
+    batcher = MicroBatcher(BatchSettings(max_events_per_tenant=1), FakeClock())
+    batcher.add(0, 1, ev("a", "1"))
+    batcher.add(0, 2, ev("a", "2"))
+    [a] = batcher.drain()
+    assert a.offset == 2 and a.earlier == ()

@@ -1,15 +1,17 @@
-"""Redis sink: one pipelined round trip per flush, tenant-prefixed keys only."""
+"""Redis sink: one pipelined round trip per flush, tenant-prefixed keys only; the outbox."""
 
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
+from stream_warmer.errors import KafkaError as StreamWarmerKafkaError
 from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.events import WarmCommand
-from stream_warmer.serve.sinks import KafkaSink, RedisSink
+from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink
 from stream_warmer.settings import RedisSettings
 from stream_warmer.warmqueue import expiry_key, marker_key, queue_key, tenants_key
-from tests.unit.serve_fakes import FakeRedis
+from tests.unit.serve_fakes import FakeProducer, FakeRedis
 
 
 def cmd(tenant: str, key: str, score: float = 0.5) -> WarmCommand:
@@ -70,3 +72,61 @@ def test_kafka_sink_keys_by_tenant() -> None:
     sent: list[tuple[str, str, bytes]] = []
     KafkaSink(lambda t, k, v: sent.append((t, k, v)), "warm").write([cmd("acme", "k1")])
     assert sent[0][:2] == ("warm", "acme") and b'"key":"k1"' in sent[0][2]
+
+
+@pytest.mark.parametrize("tenant", ["acme\n", "acme\r\n"])
+def test_a_tenant_with_a_trailing_newline_is_never_written(tenant: str) -> None:
+    client = FakeRedis([])
+    sink = RedisSink(client, RedisSettings(key_prefix="sw"), dedup_ttl_ms=1000)  # type: ignore[arg-type]
+    sink.write([cmd(tenant, "k"), cmd("acme", "k2")])
+    assert [c.tenant for c in sink.flush()] == ["acme"]
+    assert sink.rejected == 1
+    assert "sw:acme\n:queue" not in client.keys_written
+
+
+def _outbox(max_bytes: int = 100) -> tuple[Outbox, FakeProducer, list[tuple[str, str]]]:
+    producer = FakeProducer([], max_bytes=max_bytes)
+    rejected: list[tuple[str, str]] = []
+    return Outbox(producer, on_rejected=lambda t, o: rejected.append((t, o))), producer, rejected
+
+
+def test_a_record_the_producer_refuses_is_counted_not_raised() -> None:
+    outbox, producer, rejected = _outbox()
+    outbox.produce("warm", "acme", b"x" * 200)  # raised KafkaException MSG_SIZE_TOO_LARGE
+    outbox.produce("warm", "acme", b"small")
+    assert [r[1] for r in producer.records] == [b"small"]
+    assert rejected == [("warm", "dropped")]
+    assert outbox.flush(1.0) == 0 and outbox.failed == 0
+
+
+def test_a_refused_record_with_a_fallback_is_replaced_by_it() -> None:
+    outbox, producer, rejected = _outbox()
+    outbox.produce("dlq", "acme", b"x" * 200, fallback=b"minimal")
+    assert producer.records == [("dlq", b"minimal", "acme")]
+    assert rejected == [("dlq", "replaced")]
+    outbox.produce("dlq", "acme", b"x" * 200, fallback=b"y" * 200)  # the fallback too
+    assert rejected[1:] == [("dlq", "replaced"), ("dlq", "dropped")]
+
+
+def test_a_record_the_broker_refuses_is_replaced_by_its_fallback_at_flush() -> None:
+    outbox, producer, rejected = _outbox(max_bytes=10_000)
+    producer.topic_max_bytes["dlq"] = 50
+    outbox.produce("dlq", "acme", b"x" * 200, fallback=b"minimal")
+    assert outbox.flush(1.0) == 0
+    assert [r[1] for r in producer.records] == [b"x" * 200, b"minimal"]
+    assert rejected == [("dlq", "replaced")] and outbox.failed == 0
+
+
+def test_other_delivery_failures_and_fatal_errors_still_stop_the_app() -> None:
+    outbox, producer, _ = _outbox(max_bytes=10_000)
+    producer.fail_with = KafkaError(KafkaError._MSG_TIMED_OUT, "Local: Message timed out")
+    outbox.produce("warm", "acme", b"cmd")
+    outbox.flush(1.0)
+    assert outbox.failed == 1 and outbox.last_error == "Local: Message timed out"
+
+    def fatal(*_args: object, **_kw: object) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+
+    producer.produce = fatal  # type: ignore[method-assign]
+    with pytest.raises(StreamWarmerKafkaError, match="fenced"):
+        outbox.produce("warm", "acme", b"cmd")

@@ -121,3 +121,36 @@ def test_example_env_files_are_valid(name: str) -> None:
             env[key.strip()] = value.strip()
     assert env, "example file is empty"
     load_settings(None, env)
+
+
+@pytest.mark.parametrize("option", ["enable.auto.commit", "enable.auto.offset.store",
+                                    "auto.commit.enable", "group.id", " Group.Id "])
+def test_extra_may_not_switch_off_manual_offsets_or_change_the_group(option: str) -> None:
+    # serve commits only after the side effects; these would commit (or split the
+    # group) behind its back, and the extra options used to win over serve's own
+    env = {"STREAM_WARMER_KAFKA__EXTRA": f'{{"{option}": "true"}}'}
+    with pytest.raises(ConfigError, match="STREAM_WARMER_KAFKA__EXTRA") as exc:
+        load_settings(None, env)
+    assert option.strip().lower() in str(exc.value)
+
+
+@pytest.mark.parametrize(("acks", "ok"), [("all", True), ("-1", True), ("1", False),
+                                          ("0", False)])
+def test_extra_may_not_weaken_acks(acks: str, ok: bool) -> None:
+    env = {"STREAM_WARMER_KAFKA__EXTRA": f'{{"acks": "{acks}"}}'}
+    if ok:
+        assert load_settings(None, env).kafka.client_config()["acks"] == acks
+        return
+    with pytest.raises(ConfigError, match="acks"):
+        load_settings(None, env)
+
+
+def test_the_producer_takes_any_dead_letter_the_app_can_make() -> None:
+    from stream_warmer.serve.wiring import producer_conf
+
+    s = load_settings(None, {"STREAM_WARMER_EVENTS__DEAD_LETTER_MAX_BYTES": "200000"})
+    assert producer_conf(s)["message.max.bytes"] >= 200_000
+    assert producer_conf(load_settings(None, {}))["message.max.bytes"] <= 1_048_588
+    low = load_settings(None, {"STREAM_WARMER_KAFKA__EXTRA": '{"message.max.bytes": "50000"}'})
+    with pytest.raises(ConfigError, match="dead_letter_max_bytes"):
+        producer_conf(low)
