@@ -150,10 +150,12 @@ class BatchSettings(_Section):
 
     max_batch: int = Field(1024, ge=1, le=65_536)
     # events of one tenant predicted per flush by a strategy that predicts from an event
-    # alone (the baselines): a high-rate tenant's requests each get their prediction,
-    # not one per micro-batch (lirs_mix5 at 2,000 ev/s: ~8 of the busiest tenant's
-    # events share a 5 ms batch); older ones beyond this are coalesced
-    max_events_per_tenant: int = Field(16, ge=1, le=4096)
+    # alone (the baselines); older ones are coalesced. 1 = one prediction per tenant
+    # per micro-batch. 16 lets a high-rate tenant's requests each get a prediction
+    # (bench live, lirs_mix5 at 400 ev/s: markov 0.214 -> 0.264 live) but writes ~4x
+    # the warm commands at high rates (bench pipeline at 92k ev/s: p99 26 -> 361 ms),
+    # so it is not the default yet
+    max_events_per_tenant: int = Field(1, ge=1, le=4096)
     # 5 ms: the batching wait is the part of the event-to-warm tail the app controls
     # (paced 20k ev/s, 2 cores: p99 ~11 ms at 5 vs 25-35 ms at 20); bench pipeline's
     # throughput ratio is unchanged (one Redis round trip per flush is cheap beside a

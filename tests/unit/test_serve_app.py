@@ -280,11 +280,14 @@ def test_an_event_from_the_future_is_dead_lettered_not_warmed() -> None:
 def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
     per_event = PlusOne()
     per_event.per_event = True  # as the baselines declare: each event predicts alone
-    app, _log, _c, producer, _r, _s = build(stream(), strategy=per_event)
+    app, _log, _c, producer, _r, _s = build(stream(), strategy=per_event,
+                                            BATCH__MAX_EVENTS_PER_TENANT="16")
     app.run(max_messages=8)
     warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
     assert warmed == ["11", "12", "13", "2", "3", "4", "5", "6"]  # one per event
-    coalesced, _l, _c2, producer2, _r2, _s2 = build(stream())
+    by_default = PlusOne()
+    by_default.per_event = True  # batch.max_events_per_tenant defaults to 1: coalesced
+    coalesced, _l, _c2, producer2, _r2, _s2 = build(stream(), strategy=by_default)
     coalesced.run(max_messages=8)
     assert sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer2.on("warm")
                   ) == ["13", "6"]  # the newest of each tenant only
