@@ -83,12 +83,12 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
         with child("serve", env, opts.log_dir):
             _wait_until_serving(port, model is not None)
             if opts.cache == "lru":
-                run = _with_lru(loop, capacity, port, opts.settle_s)
+                finish = _with_lru(loop, capacity, port, opts.settle_s)
             else:
-                run = _with_redis(loop, capacity, env, port, opts)
+                finish = _with_redis(loop, capacity, env, port, opts)
             written = int(_metric(port, "stream_warmer_warm_commands_total") or 0)
         commands = read_commands(res.settings, topics["warm"], written)
-    return run.result(commands)
+    return finish(commands)
 
 
 @dataclass
@@ -118,19 +118,11 @@ class _Loop:
         return self.rate or len(self.events) / max(self.seconds, 1e-9)
 
 
-@dataclass
-class _Measured:
-    """A run before its warm commands are read back."""
-
-    loop: _Loop
-    produced: Produced
-    finish: Callable[[list[WarmCommand]], Run]
-
-    def result(self, commands: list[WarmCommand]) -> Run:
-        return self.finish(commands)
+# a run, before its warm commands are read back: what turns them into its result
+_Finish = Callable[[list[WarmCommand]], Run]
 
 
-def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Measured:
+def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Finish:
     """``--cache lru``: the loader's code in this process fills the exact LRU."""
     cache = LiveLru(capacity, len(loop.events) // 2)
     stop = threading.Event()
@@ -148,11 +140,11 @@ def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Measur
                     [m for m, _ in matched], [float(d) for _, d in matched], len(commands),
                     loop.measured_rate)
 
-    return _Measured(loop, produced, finish)
+    return finish
 
 
 def _with_redis(loop: _Loop, capacity: int, env: dict[str, str], port: int,
-                opts: LiveOptions) -> _Measured:
+                opts: LiveOptions) -> _Finish:
     """``--cache redis``: a real cache Redis, filled by a real ``load`` process."""
     from stream_warmer.bench.rediscache import DEFAULT_PAYLOAD_BYTES, RedisAppCache, cache_redis
     from stream_warmer.demo import child, free_port
@@ -196,7 +188,7 @@ def _with_redis(loop: _Loop, capacity: int, env: dict[str, str], port: int,
                     loaded / max(app.requests, 1), lat,
                     [ms * per_request for ms in lat], len(commands), loop.measured_rate)
 
-    return _Measured(loop, produced, finish)
+    return finish
 
 
 def _loaded(port: int) -> float:

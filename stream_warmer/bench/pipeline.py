@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from stream_warmer.bench.timeliness import percentile
 from stream_warmer.events import EventDecoder
 from stream_warmer.settings import Settings
 
@@ -86,10 +87,10 @@ def run_bench(settings: Settings, trace: Path, events: int, strategy: str,
         rate = served / 2
         warmup, samples = _latency(res, trace, strategy, rate, seconds=latency_s,
                                    warmup_s=latency_warmup_s)
-    p50, p99 = _percentile(samples, 50), _percentile(samples, 99)
+    p50, p99 = round(percentile(samples, 50), 2), round(percentile(samples, 99), 2)
     return PipelineResult(strategy, loaded, round(served, 1), round(ceiling, 1),
                           round(served / ceiling, 3), p50, p99, commands, round(rate, 1),
-                          len(samples), latency_warmup_s, _percentile(warmup, 99))
+                          len(samples), latency_warmup_s, round(percentile(warmup, 99), 2))
 
 
 def _trace_events(trace: Path, limit: int | None) -> Any:
@@ -236,11 +237,3 @@ def _wait_for(cond: Any, timeout_s: float) -> None:
             msg = "benchmark step timed out"
             raise TimeoutError(msg)
         time.sleep(0.05)
-
-
-def _percentile(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 2)
