@@ -150,25 +150,30 @@ class BatchSettings(_Section):
 
     max_batch: int = Field(1024, ge=1, le=65_536)
     # events of one tenant predicted per flush by a strategy that predicts from an event
-    # alone (the baselines); older ones are coalesced. 1 = one prediction per tenant
-    # per micro-batch. 16 lets a high-rate tenant's requests each get a prediction
-    # (bench live, lirs_mix5 at 400 ev/s: markov 0.214 -> 0.264 live) but writes ~4x
-    # the warm commands at high rates (bench pipeline at 92k ev/s: p99 26 -> 361 ms),
-    # so it is not the default yet
-    max_events_per_tenant: int = Field(1, ge=1, le=4096)
-    # 5 ms: the batching wait is the part of the event-to-warm tail the app controls
-    # (paced 20k ev/s, 2 cores: p99 ~11 ms at 5 vs 25-35 ms at 20); bench pipeline's
-    # throughput ratio is unchanged (one Redis round trip per flush is cheap beside a
-    # poll batch's handling)
-    max_delay_ms: float = Field(5.0, gt=0, le=60_000)
+    # alone (the baselines); older ones are coalesced. 16 lets a high-rate tenant's
+    # requests each get a prediction (bench live, lirs_mix5 at 400 ev/s: markov 0.214
+    # -> 0.264 live, where 1 predicts once per tenant per micro-batch); predictions of
+    # keys the tenant requested later in the same batch are dropped ("answered"), so
+    # at 92k ev/s it writes ~2.5x the commands of 1, not ~4x (bench pipeline: p99 18 ->
+    # 30 ms, throughput ratio 0.93 -> 0.75)
+    max_events_per_tenant: int = Field(16, ge=1, le=4096)
+    # 1 ms: a warm is worth something only if it lands before its request, and the
+    # batching wait is serve's own part of that trip (bench live, lirs_mix5 at
+    # 2,000 ev/s, markov: 5 ms batching + 5 ms fetch wait -> p50 12 ms, delay 24
+    # requests, live hit ratio 0.219; 1 ms + 2 ms -> p50 9 ms, delay 18, 0.277);
+    # bench pipeline's throughput ratio is unchanged (one Redis round trip per
+    # flush is cheap beside a poll batch's handling)
+    max_delay_ms: float = Field(1.0, gt=0, le=60_000)
     poll_batch: int = Field(2048, ge=1, le=100_000)
     # the broker answers a fetch once it has fetch_min_bytes or after fetch_max_wait_ms:
     # with librdkafka's 1 byte it answered every few messages, and the fetch/response
     # churn cost the broker and the consumer CPU that, on a small host, showed as a
     # latency tail (bench pipeline latency step, 86k ev/s on 2 cores: p99 ~55 ms vs
-    # ~370 ms); at low rates an event waits at most fetch_max_wait_ms for its fetch
+    # ~370 ms); at low rates an event waits at most fetch_max_wait_ms for its fetch.
+    # 2 ms (was 5): the wait is in every warm's trip; an idle serve then costs the
+    # broker ~15% of a core (8 partitions; 10% at 5 ms, 21% at 1 ms)
     fetch_min_bytes: int = Field(65_536, ge=1, le=100_000_000)
-    fetch_max_wait_ms: int = Field(5, ge=0, le=500)
+    fetch_max_wait_ms: int = Field(2, ge=0, le=500)
     checkpoint_interval_s: float = Field(1.0, gt=0, le=600)
     # freeze the heap at each checkpoint: the cyclic GC then stops rescanning the
     # long-lived windows and strategy tables (full collections took ~90 ms)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
 from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent, encode
 from stream_warmer.settings import Settings
@@ -80,10 +82,15 @@ class Produced:
 
     ts: list[int] = field(default_factory=list)
     where: dict[tuple[int, int], int] = field(default_factory=dict)  # (partition, offset) -> i
+    # i -> the broker's append time (epoch ms), on a topic with LogAppendTime timestamps
+    appended: dict[int, int] = field(default_factory=dict)
 
     def delivered(self, index: int, err: Any, msg: Any) -> None:
         if err is None:
             self.where[(msg.partition(), msg.offset())] = index
+            kind, ts = msg.timestamp()
+            if kind == TIMESTAMP_LOG_APPEND_TIME:
+                self.appended[index] = ts
 
 
 def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any, topic: str,

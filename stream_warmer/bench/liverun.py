@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from stream_warmer.bench.appcache import AppCache, LiveLru, Produced, replay_as_app, start_loader
-from stream_warmer.bench.timeliness import cause_index, match_warms, read_commands
+from stream_warmer.bench.timeliness import (
+    Landed,
+    cause_index,
+    match_warms,
+    read_commands,
+    stage_ms,
+)
 from stream_warmer.events import AccessEvent, WarmCommand
 from stream_warmer.settings import Settings
 
@@ -44,6 +50,7 @@ class LiveOptions:
     log_dir: Path = Path(".devstack/bench-live")
     environ: dict[str, str] = field(default_factory=dict)
     settle_s: float = 1.0  # after serve consumed the last event: the last warms land
+    app_linger_ms: float = 5.0  # the application's producer (the clients' default)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Run:
     delays: list[float]  # the same, in requests
     commands: int
     rate: float
+    stages: dict[str, list[float]] = field(default_factory=dict)  # timeliness.stage_ms
 
     @property
     def delay(self) -> float:
@@ -74,12 +82,14 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
 
     opts.log_dir.mkdir(parents=True, exist_ok=True)
     with BenchResources(settings) as res:
-        topics = {name: res.topic(f"live-{name}") for name in ("events", "warm", "dlq")}
+        # the broker stamps each event when it appends it: the produce stage is timed
+        topics = {name: res.topic(f"live-{name}") for name in ("warm", "dlq")}
+        topics["events"] = res.topic("live-events", {"message.timestamp.type": "LogAppendTime"})
         port = free_port()
         env = {**opts.environ, **_serve_env(res, topics, strategy, opts.k, port)}
         if model is not None:
             env |= _publish(res, model)
-        loop = _Loop(res.settings, events, topics["events"], rate, speedup)
+        loop = _Loop(res.settings, events, topics["events"], rate, speedup, opts.app_linger_ms)
         with child("serve", env, opts.log_dir):
             _wait_until_serving(port, model is not None)
             if opts.cache == "lru":
@@ -100,13 +110,13 @@ class _Loop:
     topic: str
     rate: float | None
     speedup: float | None
+    linger_ms: float  # an application's producer, not tuned for us (by default)
     seconds: float = 0.0
 
     def replay(self, cache: AppCache) -> Produced:
         from confluent_kafka import Producer
 
-        # the clients' default linger (5 ms): an application's producer, not tuned for us
-        producer = Producer(self.settings.kafka.client_config() | {"linger.ms": 5})
+        producer = Producer(self.settings.kafka.client_config() | {"linger.ms": self.linger_ms})
         started = time.monotonic()
         produced = replay_as_app(self.events, cache, producer, self.topic,
                                  rate=self.rate, speedup=self.speedup)
@@ -134,11 +144,11 @@ def _with_lru(loop: _Loop, capacity: int, port: int, settle_s: float) -> _Finish
     loader.join(30)
 
     def finish(commands: list[WarmCommand]) -> Run:
-        matched = match_warms(cache.puts, commands, produced)
+        landed = match_warms(cache.puts, commands, produced)
         sim = cache.sim
         return Run(sim.hit_ratio(), math.nan, sim.requests, sim.warms_per_request(),
-                    [m for m, _ in matched], [float(d) for _, d in matched], len(commands),
-                    loop.measured_rate)
+                    [w.latency_ms(produced) for w in landed], [float(w.delay) for w in landed],
+                    len(commands), loop.measured_rate, stage_ms(landed, produced))
 
     return finish
 
@@ -179,14 +189,20 @@ def _with_redis(loop: _Loop, capacity: int, env: dict[str, str], port: int,
 
     def finish(commands: list[WarmCommand]) -> Run:
         # per command: serve's part (event -> queued, exact), plus the loader's mean
-        # pop -> cache time; the loader runs in its own process, so which queued
-        # command each write came from is not seen here
-        lat = [cmd.issued_at - produced.ts[i] + pop_to_cache_ms
-               for cmd in commands if (i := cause_index(cmd.source, produced)) is not None]
+        # pop -> cache time (its wait in the queue is not seen); the loader runs in its
+        # own process, so which queued command each write came from is not seen here
         per_request = loop.measured_rate / 1000.0
+        landed = []
+        for cmd in commands:
+            if (i := cause_index(cmd.source, produced)) is not None:
+                at_ms = cmd.issued_at + round(pop_to_cache_ms)
+                landed.append(Landed(i, cmd.issued_at, at_ms,
+                                     round((at_ms - produced.ts[i]) * per_request)))
+        lat = [w.latency_ms(produced) for w in landed]
         return Run(app.hit_ratio(), control.hit_ratio(), app.requests,
                     loaded / max(app.requests, 1), lat,
-                    [ms * per_request for ms in lat], len(commands), loop.measured_rate)
+                    [ms * per_request for ms in lat], len(commands), loop.measured_rate,
+                    stage_ms(landed, produced))
 
     return finish
 

@@ -29,15 +29,16 @@ class BenchResources:
         self._delete_topics_and_groups()
         self._delete_redis_keys()
 
-    def topic(self, name: str) -> str:
-        """A fresh topic with the configured partition count."""
+    def topic(self, name: str, config: dict[str, str] | None = None) -> str:
+        """A fresh topic with the configured partition count (and topic ``config``)."""
         from confluent_kafka.admin import AdminClient
         from confluent_kafka.cimpl import NewTopic
 
         topic = f"{name}-{uuid.uuid4().hex[:10]}"
         admin = AdminClient(self.settings.kafka.client_config())
         t = self.settings.topics
-        admin.create_topics([NewTopic(topic, t.partitions, t.replication_factor)])[topic].result(30)
+        new = NewTopic(topic, t.partitions, t.replication_factor, config=config or {})
+        admin.create_topics([new])[topic].result(30)
         self._topics.append(topic)
         return topic
 

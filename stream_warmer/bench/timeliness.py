@@ -12,15 +12,29 @@ import bisect
 import time
 import uuid
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from stream_warmer.bench.appcache import Produced
 from stream_warmer.events import WarmCommand
 from stream_warmer.settings import Settings
 
 
+class Landed(NamedTuple):
+    """A warm that reached the cache, tied to the request that caused it."""
+
+    cause: int  # index of the causing request
+    issued_at: int  # the command's issue time at serve (epoch ms)
+    at_ms: int  # when it reached the cache (epoch ms)
+    delay: int  # requests served between the cause and the landing
+
+    def latency_ms(self, produced: Produced) -> float:
+        """Request -> in the cache."""
+        return float(self.at_ms - produced.ts[self.cause])
+
+
 def match_warms(puts: Sequence[tuple[str, str, int, int]], commands: Sequence[WarmCommand],
-                produced: Produced) -> list[tuple[float, int]]:
-    """Step 3: (latency ms, delay in requests) of each put, from the command that caused it.
+                produced: Produced) -> list[Landed]:
+    """Step 3: each put, tied to the command (and so the request) that caused it.
 
     A put of (tenant, key) at wall time t is matched to the newest command for that
     pair issued at or before t; its ``source`` offset names the causing request.
@@ -38,8 +52,33 @@ def match_warms(puts: Sequence[tuple[str, str, int, int]], commands: Sequence[Wa
         j = bisect.bisect_right(found, (at_ms, 1 << 62)) - 1
         if j < 0:
             continue
-        cause = found[j][1]
-        out.append((float(at_ms - produced.ts[cause]), position - cause))
+        issued_at, cause = found[j]
+        out.append(Landed(cause, issued_at, at_ms, position - cause))
+    return out
+
+
+# where a warm's time goes, in the order it travels
+STAGES = ("produce", "serve", "load")
+
+
+def stage_ms(landed: Sequence[Landed], produced: Produced) -> dict[str, list[float]]:
+    """Each landed warm's path, split where it is timed (ms per stage):
+
+    * ``produce``: the request's event, from the application's ``produce`` to the
+      broker's append (producer linger, the send; needs a LogAppendTime topic);
+    * ``serve``: appended -> the warm command queued (the consumer's fetch wait, the
+      micro-batch wait, inference, the policy and the Redis round trip);
+    * ``load``: queued -> in the cache (the loader's wake-up, pop, presence check,
+      origin fetch and cache write).
+    """
+    out: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for w in landed:
+        appended = produced.appended.get(w.cause)
+        if appended is None:
+            continue
+        out["produce"].append(float(appended - produced.ts[w.cause]))
+        out["serve"].append(float(w.issued_at - appended))
+        out["load"].append(float(w.at_ms - w.issued_at))
     return out
 
 

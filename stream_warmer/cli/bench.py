@@ -82,6 +82,9 @@ def _live_arguments(live: argparse.ArgumentParser) -> None:
     live.add_argument("--capacity", type=int, default=None, help="cache objects (C)")
     live.add_argument("--cache-frac", type=float, default=0.01,
                       help="C = f x distinct (tenant, key) pairs when --capacity is absent")
+    live.add_argument("--app-linger-ms", type=float, default=5.0,
+                      help="linger.ms of the application's own producer of access events "
+                      "(default 5: the Kafka clients' default; it is the produce stage)")
     live.add_argument("--json", type=Path, default=None, help="write the rows here")
     live.add_argument("--plot", type=Path, default=None, help="PNG: uplift ratio vs rate")
     live.add_argument("--log-dir", type=Path, default=Path(".devstack/bench-live"))
@@ -104,7 +107,7 @@ def _live(args: argparse.Namespace, settings: Settings) -> int:
         trace=name, strategies=tuple(s for s in args.strategies.split(",") if s),
         rates=args.rate, speedups=args.speedup, cache=args.cache, capacity=args.capacity,
         cache_frac=args.cache_frac, k=args.k or settings.strategy.k, log_dir=args.log_dir,
-        environ=dict(os.environ))
+        environ=dict(os.environ), app_linger_ms=args.app_linger_ms)
     rows = run_live(settings, events, opts)
     print(format_rows(rows))
     if args.json is not None:

@@ -103,11 +103,12 @@ class WarmEngine:
 
     def _flush_chunk(self, newest: list[Pending]) -> int:
         strategy = self.strategy
+        answered: list[frozenset[str]]
         if strategy.per_event:  # every event is a cause; its window is the event itself
-            batch = _every_event(newest)
+            batch, answered = _every_event(newest)
             windows = [Window(p.tenant, (p.event,)) for p in batch]
         else:
-            batch = newest
+            batch, answered = newest, [frozenset()] * len(newest)
             windows = [self.windows.window(p.tenant) or Window(p.tenant, (p.event,))
                        for p in batch]
         started = self._clock()
@@ -115,8 +116,9 @@ class WarmEngine:
         self._metrics.inference.observe(self._clock() - started)
         self._metrics.batch_size.observe(len(batch))
         name, version = strategy.name, strategy.model_version
-        for cause, preds in zip(batch, predictions, strict=True):
-            self.policy.decide(cause, preds, name, version)
+        decide = self.policy.decide
+        for cause, preds, later in zip(batch, predictions, answered, strict=True):
+            decide(cause, preds, name, version, later)
         commands = self.policy.take()
         if not commands:
             return 0
@@ -139,11 +141,26 @@ class WarmEngine:
         self._metrics.warm_commands.inc(len(written))
 
 
-def _every_event(batch: list[Pending]) -> list[Pending]:
+def _every_event(batch: list[Pending]) -> tuple[list[Pending], list[frozenset[str]]]:
     """Each tenant's earlier events of the batch (bounded by the batcher), then its
-    newest, each a cause of its own."""
+    newest, each a cause of its own; beside each, the keys its tenant requested after
+    it in the batch (a warm of one of those would land after its request)."""
     out: list[Pending] = []
+    answered: list[frozenset[str]] = []
+    none: frozenset[str] = frozenset()
     for p in batch:
+        if not p.earlier:
+            out.append(p)
+            answered.append(none)
+            continue
+        later: list[frozenset[str]] = [none]
+        keys = {p.event.key}
+        for _, ev in reversed(p.earlier[1:]):
+            later.append(frozenset(keys))
+            keys.add(ev.key)
+        later.append(frozenset(keys))
+        later.reverse()
         out += [Pending(p.tenant, p.partition, off, ev) for off, ev in p.earlier]
         out.append(p)
-    return out
+        answered += later
+    return out, answered

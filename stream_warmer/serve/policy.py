@@ -3,12 +3,15 @@
 For each prediction, in this order (the first failing check names the drop reason):
 
 1. ``stale``      the event that caused it is older than ``stale_after_ms``;
-2. ``threshold``  its score is below the tenant's threshold: ``min_confidence``,
+2. ``answered``   the tenant requested the key after the cause, in the same
+   micro-batch: the warm would land after the request it predicts (the request has
+   put the key in the cache already), so writing it costs a command and buys nothing;
+3. ``threshold``  its score is below the tenant's threshold: ``min_confidence``,
    raised when the tenant's measured precision is low (``adaptive_threshold``);
-3. ``dedup``      the same (tenant, key) was issued within ``dedup_ttl_s``;
-4. ``tenant_budget`` / ``global_budget``  token buckets in commands per second, so
+4. ``dedup``      the same (tenant, key) was issued within ``dedup_ttl_s``;
+5. ``tenant_budget`` / ``global_budget``  token buckets in commands per second, so
    warm traffic never starves real traffic;
-5. ``pending_full`` more than ``max_pending`` commands wait for the sinks.
+6. ``pending_full`` more than ``max_pending`` commands wait for the sinks.
 
 Accepted commands keep the score as their priority. All state is bounded; time is
 injected (``clock`` in monotonic seconds, ``wall_ms`` in epoch milliseconds).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 
 from stream_warmer.events import WarmCommand
 from stream_warmer.serve.batcher import Pending
@@ -25,7 +29,8 @@ from stream_warmer.serve.precision import PrecisionTracker
 from stream_warmer.settings import PolicySettings
 from stream_warmer.strategies.base import Prediction
 
-DROP_REASONS = ("stale", "threshold", "dedup", "tenant_budget", "global_budget", "pending_full")
+DROP_REASONS = ("stale", "answered", "threshold", "dedup", "tenant_budget", "global_budget",
+                "pending_full")
 # with precision p the threshold is min_confidence * (1 + ADAPT_GAIN * (1 - p))
 ADAPT_GAIN = 4.0
 MAX_THRESHOLD = 0.95
@@ -93,9 +98,17 @@ class WarmPolicy:
         return min(MAX_THRESHOLD, max(base, base * (1.0 + ADAPT_GAIN * (1.0 - measured))))
 
     def decide(
-        self, cause: Pending, predictions: Sequence[Prediction], strategy: str, version: str
+        self,
+        cause: Pending,
+        predictions: Sequence[Prediction],
+        strategy: str,
+        version: str,
+        answered: AbstractSet[str] = frozenset(),
     ) -> int:
-        """Queue the commands ``predictions`` earn; return how many were accepted."""
+        """Queue the commands ``predictions`` earn; return how many were accepted.
+
+        ``answered``: keys the tenant requested after ``cause`` (in the same batch).
+        """
         if not predictions:
             return 0
         now_ms = self._wall_ms()
@@ -109,6 +122,9 @@ class WarmPolicy:
         expires = now_ms + int(self._s.command_ttl_s * 1000)
         accepted = 0
         for pred in predictions:
+            if pred.key in answered:
+                self.drops["answered"] += 1
+                continue
             reason = self._check(cause.tenant, pred, threshold, now)
             if reason is not None:
                 self.drops[reason] += 1

@@ -41,6 +41,8 @@ def test_bench_live_matches_its_delay_aware_offline_number(
     assert row["requests"] == EVENTS // 2 and row["capacity"] > 0
     assert row["warm_commands"] > 0 and row["warms_matched"] > 0
     assert math.isfinite(row["latency_p50_ms"]) and row["latency_p50_ms"] <= row["latency_p99_ms"]
+    stages = [row[f"{stage}_p50_ms"] for stage in ("produce", "serve", "load")]
+    assert all(math.isfinite(ms) and ms >= 0 for ms in stages), row  # each stage timed
     assert row["none_hit_ratio"] <= row["offline_hit_ratio"]
     # the loop adds nothing beyond its delay: its uplift over the unwarmed control cache
     # is the delay-aware offline uplift (Redis's LRU is approximate and its size a

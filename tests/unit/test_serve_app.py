@@ -278,16 +278,31 @@ def test_an_event_from_the_future_is_dead_lettered_not_warmed() -> None:
 
 
 def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
+    odd = [message(0, i, event_value("acme", str(2 * i + 1), NOW_MS)) for i in range(4)]
     per_event = PlusOne()
     per_event.per_event = True  # as the baselines declare: each event predicts alone
+    app, _log, _c, producer, _r, _s = build(odd, strategy=per_event,
+                                            BATCH__MAX_EVENTS_PER_TENANT="16")
+    app.run(max_messages=4)
+    warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
+    assert warmed == ["2", "4", "6", "8"]  # one per event
+    coalescing = PlusOne()
+    coalescing.per_event = True  # batch.max_events_per_tenant = 1: coalesced
+    coalesced, _l, _c2, producer2, _r2, _s2 = build(odd, strategy=coalescing,
+                                                    BATCH__MAX_EVENTS_PER_TENANT="1")
+    coalesced.run(max_messages=4)
+    assert [msgspec.json.decode(v)["key"] for _t, v, _k in producer2.on("warm")
+            ] == ["8"]  # the newest only
+
+
+def test_a_prediction_the_batch_already_answered_is_not_written() -> None:
+    per_event = PlusOne()
+    per_event.per_event = True
     app, _log, _c, producer, _r, _s = build(stream(), strategy=per_event,
                                             BATCH__MAX_EVENTS_PER_TENANT="16")
     app.run(max_messages=8)
+    # acme asked for 1..5 in one batch: the warms of 2..5 would land after their requests
     warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
-    assert warmed == ["11", "12", "13", "2", "3", "4", "5", "6"]  # one per event
-    by_default = PlusOne()
-    by_default.per_event = True  # batch.max_events_per_tenant defaults to 1: coalesced
-    coalesced, _l, _c2, producer2, _r2, _s2 = build(stream(), strategy=by_default)
-    coalesced.run(max_messages=8)
-    assert sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer2.on("warm")
-                  ) == ["13", "6"]  # the newest of each tenant only
+    assert warmed == ["13", "6"]
+    text = app.metrics.render().decode()
+    assert 'stream_warmer_warm_dropped_total{reason="answered"} 6.0' in text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream_warmer.errors import ConfigError
-from stream_warmer.settings import Settings, load_settings
+from stream_warmer.settings import BatchSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def test_file_overrides_defaults(tmp_path: Path) -> None:
     s = load_settings(path, {})
     assert s.batch.max_batch == 64
     assert s.kafka.consumer_group == "g1"
-    assert s.batch.max_delay_ms == 5.0  # untouched default
+    assert s.batch.max_delay_ms == BatchSettings().max_delay_ms  # untouched default
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
