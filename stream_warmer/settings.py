@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -59,6 +67,14 @@ class KafkaSettings(_Section):
     client_id: str = "stream-warmer"
     session_timeout_ms: int = Field(45_000, ge=6_000, le=300_000)
     max_poll_interval_ms: int = Field(300_000, ge=10_000, le=3_600_000)
+    # serve's consumer group. cooperative-sticky (incremental): a rebalance moves only
+    # the partitions that change owner, and the others keep their per-tenant state
+    # (windows, strategy tables); range / roundrobin (eager) revoke every partition of
+    # every replica on each group change. A group cannot mix the two kinds (and
+    # librdkafka cannot list both), so a running group changes kind with a full
+    # restart: every replica stopped, then started with the new value
+    partition_assignment_strategy: Literal["cooperative-sticky", "range", "roundrobin"] = (
+        "cooperative-sticky")
     extra: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("extra")
@@ -67,6 +83,8 @@ class KafkaSettings(_Section):
         for option, setting in value.items():
             name = option.strip().lower()
             why = _FORBIDDEN_EXTRA.get(name)
+            if name == "partition.assignment.strategy":
+                why = "set kafka.partition_assignment_strategy instead"
             weak_acks = setting.strip().lower() not in _SAFE_ACKS
             if why is None and name in {"acks", "request.required.acks"} and weak_acks:
                 why = "warm commands and dead letters need acks=all before a commit"
@@ -141,7 +159,10 @@ class WindowSettings(_Section):
     """Per-tenant sliding windows, bounded in length and in tenants held."""
 
     length: int = Field(32, ge=1, le=4096)
-    max_tenants: int = Field(100_000, ge=1, le=10_000_000)
+    # at most model.max_state_slots when the LSTM serves (checked at load: a tenant
+    # beyond the model's state slots would lose its recurrent state and candidates
+    # while its window is still held)
+    max_tenants: int = Field(65_536, ge=1, le=10_000_000)
     idle_evict_s: float = Field(3600.0, gt=0)
 
 
@@ -239,6 +260,11 @@ class ModelSettings(_Section):
     max_state_slots: int = Field(65_536, ge=1, le=10_000_000)
     store: Literal["redis", "dir"] = "redis"
     store_dir: Path = Path("models")
+    # HMAC-SHA256 key shared by the trainer (signs each manifest it stores) and the
+    # replicas (reject a version that is unsigned or signed with another key); unset:
+    # nothing is signed or checked. At least 16 characters, checked where the store is
+    # opened (trainer/signing.py), so that a validation error never echoes the secret
+    signing_key: SecretStr | None = None
     budget_online: bool = True
     # objects the warmed cache holds (all tenants this process warms); sizes the online
     # budget's shadow caches. 0 = unknown: serve keeps the trained threshold (the
@@ -362,6 +388,20 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     loader: LoaderSettings = LoaderSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _bounds_agree(self) -> Settings:
+        # ConfigError, not ValueError: pydantic would quote the whole input back (with
+        # any secrets in it) and name no variable
+        if self.strategy.name == "lstm" and self.window.max_tenants > self.model.max_state_slots:
+            msg = (f"{ENV_PREFIX}WINDOW__MAX_TENANTS (window.max_tenants="
+                   f"{self.window.max_tenants}) is above {ENV_PREFIX}MODEL__MAX_STATE_SLOTS "
+                   f"(model.max_state_slots={self.model.max_state_slots}): with "
+                   "strategy.name=lstm a tenant beyond the model's state slots would lose "
+                   "its recurrent state and candidates while its window is still held; "
+                   "lower window.max_tenants or raise model.max_state_slots")
+            raise ConfigError(msg)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -155,17 +155,17 @@ _COLUMNS = (("strategy", "{}"), ("rate", "{:g}"), ("capacity", "{}"), ("hit_rati
             ("uplift_ratio", "{:.3f}"), ("delay_requests", "{:g}"),
             ("delay_offline_hit_ratio", "{:.4f}"), ("delay_mix_offline_hit_ratio", "{:.4f}"),
             ("warms_per_request", "{:.3f}"),
-            ("latency_p50_ms", "{:.1f}"), ("latency_p99_ms", "{:.1f}"),
-            ("produce_p50_ms", "{:.1f}"), ("serve_p50_ms", "{:.1f}"), ("load_p50_ms", "{:.1f}"))
+            ("latency_p50_ms", "{:.1f}"), ("latency_p99_ms", "{:.1f}"))
 
 
 def format_rows(rows: Sequence[LiveRow]) -> str:
     """A markdown table of the rows (the columns of DESIGN §8)."""
-    names = ["trace", "cache"] + [c for c, _ in _COLUMNS]
+    names = ["trace", "cache"] + [c for c, _ in _COLUMNS] + ["p50 produce+serve+load ms"]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for r in rows:
         d = r.row()
         cells = [r.trace, r.cache] + [fmt.format(d[c]) for c, fmt in _COLUMNS]
+        cells.append("+".join(f"{d[f'{stage}_p50_ms']:g}" for stage in STAGES))
         if r.speedup:  # paced by the trace's own time: the speed-up, then the mean rate
             cells[3] = f"x{r.speedup:g} ({r.rate:,.0f}/s)"
         lines.append("| " + " | ".join(cells) + " |")

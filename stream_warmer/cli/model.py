@@ -1,4 +1,9 @@
-"""``stream-warmer model list|show VERSION|rollback VERSION`` for operators."""
+"""``stream-warmer model list|show VERSION|rollback VERSION`` for operators.
+
+With ``model.signing_key`` set, ``rollback`` refuses a version that is unsigned or
+signed with another key (replicas with the key would reject it), and ``show`` prints
+the signature with whether it is valid under the configured key.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +54,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         update = publisher.rollback(args.version)
         print(f"rolled back {publisher.name}: {live.version if live else '-'} -> {update.version}")
         return 0
-    return _show(publisher, args.version or (live.version if live else None))
+    return _show(publisher, args.version or (live.version if live else None), settings)
 
 
 def _list(publisher: ModelPublisher, live: str | None) -> int:
@@ -71,14 +76,23 @@ def _num(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "-"
 
 
-def _show(publisher: ModelPublisher, version: str | None) -> int:
+def _show(publisher: ModelPublisher, version: str | None, settings: Settings) -> int:
+    from stream_warmer.trainer.signing import ManifestSigner
+    from stream_warmer.trainer.store import open_store
     from stream_warmer.trainer.updates import encode_update
 
     if version is None:
         print("no model published yet")
         return 1
     update = publisher.find(version)
-    manifest = publisher.store.fetch(update).manifest
-    out = {"update": json.loads(encode_update(update)), "manifest": manifest}
+    # hashes checked, the signature reported rather than enforced: show what is wrong
+    artifact = open_store(settings.model, settings.redis, signed=False).fetch(update)
+    signer = ManifestSigner.from_secret(settings.model.signing_key)
+    status = signer.status(artifact) if signer is not None else "not checked (no signing key)"
+    out = {
+        "update": json.loads(encode_update(update)),
+        "manifest": artifact.manifest,
+        "signature": {"value": artifact.signature, "status": status},
+    }
     print(json.dumps(out, indent=2, sort_keys=True))
     return 0

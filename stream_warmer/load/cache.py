@@ -1,17 +1,23 @@
-"""The cache the loader fills, behind a small protocol (Redis here, an LRU in benchmarks)."""
+"""The cache the loader fills, behind a small protocol (Redis here, an LRU in benchmarks).
+
+Which Redis errors are an outage is the rule serve and the queue follow
+(``redisfaults.unavailable``): besides a lost connection, a failover (READONLY), a
+full cache (OOM) or a busy script (BUSY) pauses the loader and keeps its entries.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import redis
+from redis.exceptions import RedisError
 
 from stream_warmer.errors import ConfigError
 from stream_warmer.load.outage import UnavailableError
+from stream_warmer.redisfaults import unavailable
 from stream_warmer.warmqueue import QueueEntry
 
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 _FORMAT_VAR = "STREAM_WARMER_LOADER__CACHE_KEY_FORMAT (loader.cache_key_format)"
 
 
@@ -20,8 +26,9 @@ class Cache(Protocol):
 
     ``present`` runs on the loader's loop thread, once per popped batch; ``put`` runs
     on its fetch threads, concurrently, so it must be thread-safe. Either raises
-    ``UnavailableError`` when the cache does not answer (the loader pauses and keeps
-    the entries); anything else it raises is a bug and ends the loader.
+    ``UnavailableError`` when the cache cannot serve it now (the loader pauses and
+    keeps the entries). Anything else is a bug: raised by ``present`` it ends the
+    loader; by ``put``, the entry is counted as a cache error and dropped.
     """
 
     def present(self, entries: Sequence[QueueEntry]) -> list[bool]:
@@ -46,6 +53,14 @@ def check_key_format(key_format: str) -> str:
         msg = f"{_FORMAT_VAR}: {key_format!r} does not use {{key}}: every key would collide"
         raise ConfigError(msg)
     return key_format
+
+
+def _raise(command: str, exc: RedisError) -> NoReturn:
+    """Raise ``UnavailableError`` for an outage, ``exc`` itself for a bug."""
+    if not unavailable(exc):
+        raise exc
+    msg = f"cache redis unavailable ({command}): {exc}"
+    raise UnavailableError(msg) from exc
 
 
 class RedisCache:
@@ -74,14 +89,12 @@ class RedisCache:
             pipe.exists(self.key(entry))
         try:
             return [bool(n) for n in pipe.execute()]
-        except _UNAVAILABLE as exc:
-            msg = f"cache redis unavailable (EXISTS of {len(entries)} keys): {exc}"
-            raise UnavailableError(msg) from exc
+        except RedisError as exc:
+            _raise(f"EXISTS of {len(entries)} keys", exc)
 
     def put(self, entry: QueueEntry, value: bytes) -> None:
         """``SET key value [PX ttl]``."""
         try:
             self._client.set(self.key(entry), value, px=self._px)
-        except _UNAVAILABLE as exc:
-            msg = f"cache redis unavailable (SET): {exc}"
-            raise UnavailableError(msg) from exc
+        except RedisError as exc:
+            _raise("SET", exc)

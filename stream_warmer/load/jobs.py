@@ -12,6 +12,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from stream_warmer.backoff import jittered_s
 from stream_warmer.load.cache import Cache
 from stream_warmer.load.origin import Origin
 from stream_warmer.load.outage import UnavailableError
@@ -42,6 +43,11 @@ class Outcome:
     error: str = ""
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an error (redis-py's ``repr`` drops the message)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def attempt(job: Job, origin: Origin, cache: Cache, clock: Callable[[], float]) -> Outcome:
     """Fetch the entry from the origin (unless fetched before), then write it to the cache.
 
@@ -54,7 +60,7 @@ def attempt(job: Job, origin: Origin, cache: Cache, clock: Callable[[], float]) 
         try:
             value = origin(job.entry.tenant, job.entry.key)
         except Exception as exc:  # an origin error is a value, retried by the loop
-            return Outcome(job, "origin_error", clock() - start, clock(), repr(exc))
+            return Outcome(job, "origin_error", clock() - start, clock(), describe(exc))
         fetch_s = clock() - start
         if value is None:
             return Outcome(job, "missing", fetch_s, clock())
@@ -67,17 +73,16 @@ def attempt(job: Job, origin: Origin, cache: Cache, clock: Callable[[], float]) 
     except UnavailableError as exc:
         return Outcome(job, "cache_down", fetch_s, clock(), str(exc))
     except Exception as exc:  # a broken cache implementation: counted, never retried
-        return Outcome(job, "cache_error", fetch_s, clock(), repr(exc))
+        return Outcome(job, "cache_error", fetch_s, clock(), describe(exc))
     job.value = None
     return Outcome(job, "loaded", fetch_s, clock())
 
 
 def backoff_s(attempts: int, base_s: float, max_s: float, rng: random.Random) -> float:
     """The wait before the next try after ``attempts`` failed ones: ``base_s`` doubled per
-    failure, capped at ``max_s``, then jittered down by up to half (so replicas that
-    failed together do not retry together)."""
-    full = min(max_s, base_s * 2.0 ** (attempts - 1))
-    return full * rng.uniform(0.5, 1.0)
+    failure after the first, capped at ``max_s``, jittered down by up to half (the
+    outages' rule, ``backoff.jittered_s``)."""
+    return jittered_s(attempts - 1, base_s, max_s, rng)
 
 
 class RetryHeap:
@@ -174,6 +179,6 @@ class Fetcher:
     def _finished(self, job: Job, future: Future[Outcome]) -> None:
         exc = future.exception()  # attempt() returns values; this is a safety net
         outcome = (future.result() if exc is None
-                   else Outcome(job, "cache_error", None, self._clock(), repr(exc)))
+                   else Outcome(job, "cache_error", None, self._clock(), describe(exc)))
         self._done.put(outcome)
         self._wake.set()

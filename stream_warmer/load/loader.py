@@ -84,8 +84,10 @@ class Loader:
         self._rng = rng or random.Random()
         self._fetcher = Fetcher(origin, cache, s.concurrency, s.rate_per_s, clock=clock,
                                 executor=executor)
-        self._queue_outage = Outage("queue", clock, backoff_max_s, self._redis_up("queue"))
-        self._cache_outage = Outage("cache", clock, backoff_max_s, self._redis_up("cache"))
+        self._queue_outage = Outage("queue", clock, backoff_max_s, self._redis_up("queue"),
+                                    rng=self._rng)
+        self._cache_outage = Outage("cache", clock, backoff_max_s, self._redis_up("cache"),
+                                    rng=self._rng)
         self._ready: deque[Job] = deque()  # admitted, waiting for a thread or a token
         self._unchecked: list[Job] = []  # popped while the cache was down: presence unknown
         self._retries = RetryHeap()

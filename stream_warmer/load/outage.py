@@ -1,18 +1,25 @@
-"""A Redis the loader needs does not answer: pause, back off, retry, log once per outage."""
+"""A Redis the loader needs does not answer: pause, back off, retry, log once per outage.
+
+The waits are serve's (``stream_warmer.backoff.Backoff``): doubled per failed probe up
+to ``backoff_max_s``, jittered, and an outage right after a recovery goes on backing
+off instead of starting over.
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 
+from stream_warmer.backoff import Backoff
 from stream_warmer.errors import StreamWarmerError
 
 log = logging.getLogger(__name__)
-FIRST_BACKOFF_S = 0.1
 
 
 class UnavailableError(StreamWarmerError):
-    """The queue or cache Redis did not answer (connection refused, reset or timed out)."""
+    """The queue or cache Redis cannot serve a request now (no answer, or a reply
+    ``redisfaults.unavailable`` names: a failover, OOM, a busy script, loading)."""
 
 
 class Outage:
@@ -20,15 +27,16 @@ class Outage:
 
     ``fail`` while an outage is on only counts when it ends a probe (the retry time has
     come); failures of work started before the outage do not push the retry further.
+    ``rng`` (the jitter) is injected for tests.
     """
 
     def __init__(self, name: str, clock: Callable[[], float], backoff_max_s: float,
-                 on_change: Callable[[bool], None] | None = None) -> None:
+                 on_change: Callable[[bool], None] | None = None, *,
+                 rng: random.Random | None = None) -> None:
         self.name = name
         self._clock = clock
-        self._backoff_max_s = max(FIRST_BACKOFF_S, backoff_max_s)
+        self._backoff = Backoff(backoff_max_s, rng=rng)
         self._on_change = on_change
-        self._backoff_s = FIRST_BACKOFF_S
         self._since = 0.0
         self.retry_at = 0.0
         self.active = False
@@ -45,23 +53,26 @@ class Outage:
         """The backend failed: start an outage (logged), or back off further after a probe."""
         now = self._clock()
         if not self.active:
-            self.active, self._since, self._backoff_s = True, now, FIRST_BACKOFF_S
+            self.active, self._since = True, now
+            wait = self._backoff.start(now)
             log.warning("redis unavailable: loader paused", extra={
                 "redis": self.name, "error": error})
             if self._on_change is not None:
                 self._on_change(False)
         elif now >= self.retry_at:
-            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+            wait = self._backoff.again()
         else:
             return
-        self.retry_at = now + self._backoff_s
+        self.retry_at = now + wait
 
     def ok(self) -> None:
         """The backend answered: end the outage, if any (logged)."""
         if not self.active:
             return
         self.active = False
+        now = self._clock()
+        self._backoff.recovered(now)
         log.info("redis back: loader resumed", extra={
-            "redis": self.name, "outage_s": round(self._clock() - self._since, 3)})
+            "redis": self.name, "outage_s": round(now - self._since, 3)})
         if self._on_change is not None:
             self._on_change(True)

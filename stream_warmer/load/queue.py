@@ -1,18 +1,20 @@
 """The loader's side of the warm queues: find tenants, pop their entries, wait for work.
 
 The layout and the ``POP`` script are :mod:`stream_warmer.warmqueue` (shared with
-serve's writer); this module only runs them.
+serve's writer); this module only runs them. What counts as "the queue Redis is
+unavailable" is serve's too (``redisfaults.unavailable``: no answer, a replica after a
+failover, OOM, a busy script, loading); any other error reply raises.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from stream_warmer.load.outage import UnavailableError
+from stream_warmer.redisfaults import unavailable
 from stream_warmer.warmqueue import (
     POP,
     QueueEntry,
@@ -23,7 +25,6 @@ from stream_warmer.warmqueue import (
     wake_key,
 )
 
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
 MIN_BLOCK_S = 0.001  # BLPOP's timeout 0 would block for ever
 
 
@@ -46,9 +47,17 @@ def fair_shares(tenants: Sequence[str], budget: int, per_tenant: int,
     return shares
 
 
+def _raise(command: str, exc: RedisError) -> NoReturn:
+    """Raise ``UnavailableError`` for an outage, ``exc`` itself for a bug."""
+    if not unavailable(exc):
+        raise exc
+    msg = f"queue redis unavailable ({command}): {exc}"
+    raise UnavailableError(msg) from exc
+
+
 class WarmQueue:
     """The queues of one key prefix. Every method raises ``UnavailableError`` when the
-    queue Redis does not answer.
+    queue Redis cannot serve it now (no answer, or a reply ``unavailable`` names).
 
     ``max_block_s`` caps a ``BLPOP``: it must stay below the client's socket timeout,
     or the read times out before Redis answers.
@@ -64,9 +73,8 @@ class WarmQueue:
         """Tenants whose queue may hold entries, sorted (callers rotate over them)."""
         try:
             members = self._client.smembers(tenants_key(self._prefix))
-        except _UNAVAILABLE as exc:
-            msg = f"queue redis unavailable (SMEMBERS): {exc}"
-            raise UnavailableError(msg) from exc
+        except RedisError as exc:
+            _raise("SMEMBERS", exc)
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     def pop(self, shares: Sequence[tuple[str, int]]) -> list[QueueEntry]:
@@ -77,10 +85,9 @@ class WarmQueue:
             return []
         try:
             replies = self._run_pops(shares)
-        except _UNAVAILABLE as exc:
+        except RedisError as exc:
             self._sha = None
-            msg = f"queue redis unavailable (POP): {exc}"
-            raise UnavailableError(msg) from exc
+            _raise("POP", exc)
         out: list[QueueEntry] = []
         for (tenant, _n), flat in zip(shares, replies, strict=True):
             out.extend(parse_popped(tenant, flat))
@@ -91,9 +98,8 @@ class WarmQueue:
         timeout = min(max(timeout_s, MIN_BLOCK_S), self._max_block_s)
         try:
             return self._client.blpop([wake_key(self._prefix)], timeout=timeout) is not None
-        except _UNAVAILABLE as exc:
-            msg = f"queue redis unavailable (BLPOP): {exc}"
-            raise UnavailableError(msg) from exc
+        except RedisError as exc:
+            _raise("BLPOP", exc)
 
     def _run_pops(self, shares: list[tuple[str, int]]) -> list[list[bytes | str]]:
         if self._sha is None:

@@ -8,6 +8,8 @@ versions only when it is equal). This is the one artifact format: the trainer, t
 watcher's loader, ``strategies.lstm`` and the ``model`` CLI all use these functions.
 Loading rebuilds ``WarmNet`` from ``arch``, checks hash, shapes, dtypes and finiteness,
 then ``load_state_dict(strict=True)``; anything wrong raises ``ModelError``.
+``read_weights`` is the one safetensors check (parse, every float finite), also the
+watcher's before it hands any artifact to its loader.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def from_artifact(weights: bytes, manifest: dict[str, Any]) -> Loaded:
         msg = f"manifest arch/features/threshold are invalid: {exc}"
         raise ModelError(msg) from exc
     _check_compatible(config, spec)
-    state = _read_tensors(weights)
+    state = read_weights(weights)
     _check_tensors(state, manifest.get("tensors", {}))
     model = WarmNet(config)
     try:
@@ -110,15 +112,21 @@ def _check_compatible(config: ModelConfig, spec: FeatureSpec) -> None:
         raise ModelError(msg)
 
 
-def _read_tensors(weights: bytes) -> dict[str, torch.Tensor]:
+def read_weights(weights: bytes) -> dict[str, torch.Tensor]:
+    """Parse safetensors bytes; every floating tensor must be finite (``ModelError``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     try:
-        return load(weights)
+        tensors = load(weights)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         msg = f"weights are not valid safetensors: {exc}"
         raise ModelError(msg) from exc
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            msg = f"tensor {name!r} has non-finite values"
+            raise ModelError(msg)
+    return tensors
 
 
 def _check_tensors(state: dict[str, torch.Tensor], declared: dict[str, Any]) -> None:
@@ -127,9 +135,6 @@ def _check_tensors(state: dict[str, torch.Tensor], declared: dict[str, Any]) -> 
         shape, dtype = list(tensor.shape), str(tensor.dtype)
         if spec is None or shape != spec.get("shape") or dtype != spec.get("dtype"):
             msg = f"tensor {name!r} {shape} {dtype} differs from manifest {spec}"
-            raise ModelError(msg)
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            msg = f"tensor {name!r} has non-finite values"
             raise ModelError(msg)
     missing = set(declared) - set(state)
     if missing:

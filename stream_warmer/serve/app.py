@@ -2,17 +2,19 @@
 
 Delivery is at-least-once. Offsets are *stored* only once every event up to them is
 handled (warm commands written to Redis, dead letters queued), and *committed* by a
-checkpoint, always in this order:
+checkpoint (``serve.checkpoint``), always in this order:
 
-1. flush the Redis sink (one pipelined round trip);
-2. flush the producer (warm commands and dead letters delivered);
-3. commit the stored offsets (synchronously).
+1. snapshot the stored offsets;
+2. flush the Redis sink (one pipelined round trip);
+3. flush the producer (warm commands and dead letters delivered);
+4. commit the snapshot as explicit offsets (nothing, if the producer is behind).
 
 A checkpoint runs every ``checkpoint_interval_s``, in the revoke callback (no
-inference there: what was not predicted yet is re-handled by the next owner) and on
-shutdown (after a final micro-batch). When Redis is unreachable the app stops
-committing, pauses its partitions, retries with exponential backoff, and when Redis
-answers again rewinds to the first event it had not stored and resumes.
+inference there: what was not predicted yet is re-handled by the next owner; see
+``serve.rebalance``) and on shutdown (after a final micro-batch). When Redis is
+unreachable the app stops committing, pauses its partitions, retries with
+exponential backoff, and when Redis answers again rewinds to the first event it had
+not stored and resumes.
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from stream_warmer.errors import KafkaError, SinkUnavailableError
 from stream_warmer.events import AccessEvent, EventDecoder
-from stream_warmer.serve.checkpoint import Checkpointer
+from stream_warmer.serve.checkpoint import Checkpointer, CommitReport
 from stream_warmer.serve.deadletters import DeadLetters
 from stream_warmer.serve.engine import LatencyObserver
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
 from stream_warmer.serve.outage import Outage
+from stream_warmer.serve.rebalance import Rebalancer
 from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink
 from stream_warmer.serve.stats import Offsets, RunStats
 from stream_warmer.serve.wiring import (
     Clients,
+    bounds,
     build_engine,
     consumer_conf,
     install_signals,
@@ -125,7 +129,8 @@ class ServeApp:
         stack.callback(self._redis_client.close)
         rejected = self.metrics.produce_rejected
         self._outbox = Outbox(self._clients.producer(producer_conf(s)),
-                              lambda topic, outcome: rejected.labels(topic, outcome).inc())
+                              lambda topic, outcome: rejected.labels(topic, outcome).inc(),
+                              stopping=self._stop.is_set)
         stack.callback(self._outbox.flush, 10.0)
         self._dead_letters = DeadLetters(self._outbox, s.topics.dead_letter, self._topic,
                                          s.events.dead_letter_max_bytes, self.metrics)
@@ -133,10 +138,11 @@ class ServeApp:
                  KafkaSink(self._outbox.produce, s.topics.warm_commands))
         self._engine = build_engine(s, self._strategy, sinks, self.metrics, clock=self._clock,
                                     wall_ms=self._wall_ms, latency_observer=self._latency_observer)
-        self._consumer = self._clients.consumer(consumer_conf(s))
+        for name, bound in bounds(s).items():
+            self.metrics.bounded_capacity.labels(name).set(bound)
+        self._consumer = self._clients.consumer(
+            consumer_conf(s, CommitReport(self.offsets, self._topic)))
         stack.callback(self._consumer.close)
-        self._consumer.subscribe([self._topic], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         if self._serve_http:
             server = stack.enter_context(MetricsServer(self.metrics, self.healthy,
                                                        s.metrics.host, s.metrics.port))
@@ -149,6 +155,13 @@ class ServeApp:
             stats=self.stats, offsets=self.offsets, topic=self._topic,
             interval_s=s.batch.checkpoint_interval_s, gc_freeze=s.batch.gc_freeze,
             clock=self._clock)
+        self.rebalancer = Rebalancer(
+            self._engine, self._checkpoints, self._outage, topic=self._topic,
+            offsets=self.offsets, metrics=self.metrics,
+            cooperative=s.kafka.partition_assignment_strategy == "cooperative-sticky")
+        self._consumer.subscribe([self._topic], on_assign=self.rebalancer.on_assign,
+                                 on_revoke=self.rebalancer.on_revoke,
+                                 on_lost=self.rebalancer.on_lost)
         log.info("serving", extra={"topic": self._topic, "group": s.kafka.consumer_group,
                                    "strategy": self._strategy.name})
 
@@ -264,6 +277,8 @@ class ServeApp:
                 offsets=[TopicPartition(self._topic, p, o) for p, o in pending.items()])
         except KafkaException as exc:  # a partition revoked meanwhile: its next owner re-reads
             log.warning("offsets not stored", extra={"error": str(exc)})
+            return
+        self.offsets.stored(pending)
 
     def _maybe_swap_strategy(self) -> None:
         if self._source is None:
@@ -289,24 +304,3 @@ class ServeApp:
         self._checkpoints.publish()
         self.stats.finished_at = self._clock()
         log.info("stopped", extra=self.stats.summary())
-
-    # ------------------------------------------------------------------ rebalances
-    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        log.info("assigned", extra={"partitions": [tp.partition for tp in partitions]})
-
-    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Final flush and commit for what is stored, then drop those partitions. No inference."""
-        parts = [tp.partition for tp in partitions if tp.topic == self._topic]
-        self._engine.batcher.discard_partitions(parts)
-        self.offsets.drop(parts)
-        if not self._outage.active:
-            self._checkpoints.run("revoke")
-        self._engine.forget(self._engine.windows.drop_partitions(parts))
-        log.info("revoked", extra={"partitions": parts})
-
-    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
-        parts = [tp.partition for tp in partitions if tp.topic == self._topic]
-        self._engine.batcher.discard_partitions(parts)
-        self.offsets.drop(parts)
-        self._engine.forget(self._engine.windows.drop_partitions(parts))
-        log.warning("partitions lost", extra={"partitions": parts})

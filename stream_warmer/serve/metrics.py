@@ -64,6 +64,21 @@ class ServeMetrics:
         self.redis_up = Gauge(p + "redis_up", "1 when Redis answers", registry=r)
         self.paused = Gauge(p + "paused", "1 while partitions are paused (Redis down)", registry=r)
         self.checkpoints = Counter(p + "checkpoints", "Offset commits", ["trigger"], registry=r)
+        self.checkpoints_skipped = Counter(
+            p + "checkpoints_skipped", "Checkpoints that committed nothing: the producer had "
+            "not delivered every warm command and dead letter", ["trigger"], registry=r)
+        self.checkpoint_flush = Histogram(p + "checkpoint_flush_seconds",
+                                          "Time a checkpoint waited for the producer",
+                                          ["trigger"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.bounded_size = Gauge(p + "bounded_entries", "Entries held by a bounded in-process "
+                                  "map (see bounded_capacity)", ["map"], registry=r)
+        self.bounded_capacity = Gauge(p + "bounded_capacity", "The bound of each in-process map",
+                                      ["map"], registry=r)
+        self.precision_overflowed = Counter(
+            p + "precision_overflowed", "Outstanding warms dropped unresolved because the "
+            "precision tracker was full", registry=r)
+        self.rebalances = Counter(p + "rebalance_partitions", "Partitions assigned, revoked "
+                                  "or lost by rebalances", ["event"], registry=r)
         self.model_version = Gauge(p + "model_version_info", "Model serving now",
                                    ["strategy", "version"], registry=r)
         self.swaps = Counter(p + "strategy_swaps", "Strategies hot-swapped in", registry=r)

@@ -2,12 +2,17 @@
 
 The Redis layout and its scripts are ``stream_warmer.warmqueue`` (shared with the
 loaders). All tenants of a flush go in ONE pipelined round trip. Only commands that
-Redis accepted go on to the Kafka topic (keyed by tenant).
+Redis queued go on to the Kafka topic (keyed by tenant): new ones, and those of a
+re-handled cause queued again (so a command whose delivery was lost in a crash is
+produced when its event is read again: at-least-once). Replies that mean "not now"
+(``redisfaults.unavailable``: a failover, OOM, a busy script, loading) are an outage
+like a lost connection; any other error reply raises.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -16,23 +21,29 @@ import redis
 from confluent_kafka import KafkaError as _KafkaErr
 from confluent_kafka import KafkaException
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from stream_warmer.errors import KafkaError, SinkUnavailableError
 from stream_warmer.events import WarmCommand, encode, valid_tenant
+from stream_warmer.redisfaults import unavailable
 from stream_warmer.settings import RedisSettings
 from stream_warmer.warmqueue import (
     ENQUEUE,
+    PROBE,
+    REQUEUED,
+    SUPPRESSED,
     expiry_key,
     marker_key,
+    probe_key,
     queue_key,
+    queue_life_ms,
     tenants_key,
     wake_key,
 )
 
 log = logging.getLogger(__name__)
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+PROBE_TTL_MS = 1000
 
 
 def redis_client(settings: RedisSettings) -> redis.Redis:
@@ -57,9 +68,10 @@ class RedisSink:
         self._prefix = settings.key_prefix
         self._max_len = settings.queue_max_len
         self._ttl_ms = max(1, dedup_ttl_ms)
-        self._sha: str | None = None
+        self._shas: dict[str, str] = {}  # script -> its sha in Redis' script cache
         self._buffer: list[WarmCommand] = []
         self.rejected = 0
+        self.requeued = 0  # commands of a re-handled cause queued (and produced) again
 
     def __len__(self) -> int:
         return len(self._buffer)
@@ -69,10 +81,13 @@ class RedisSink:
         self._buffer.extend(commands)
 
     def flush(self) -> list[WarmCommand]:
-        """Write the buffer; return the commands Redis queued (not suppressed by a marker).
+        """Write the buffer; return the commands Redis queued: new ones and those of a
+        re-handled cause (``warmqueue``), not those a marker of another cause suppressed.
 
-        Raises ``SinkUnavailableError`` when Redis does not answer; the commands stay
-        buffered, for the caller to ``discard`` (their events get re-handled).
+        Raises ``SinkUnavailableError`` when Redis cannot take them now (no answer, or
+        a reply ``redisfaults.unavailable`` names); the commands stay buffered, for the
+        caller to ``discard`` (their events get re-handled). Any other error reply (a
+        bug: a key of the wrong type, a broken script) raises as redis-py raised it.
         """
         batch, self._buffer = self._buffer, []
         if not batch:
@@ -80,21 +95,32 @@ class RedisSink:
         groups = self._group(batch)
         try:
             flags = self._execute(groups)
-        except _UNAVAILABLE as exc:
-            self._sha = None
+        except RedisError as exc:
+            self._shas.clear()
             self._buffer = batch + self._buffer
+            if not unavailable(exc):
+                raise
             msg = f"redis unavailable while writing {len(batch)} warm commands: {exc}"
             raise SinkUnavailableError(msg) from exc
-        written = [cmd for cmds, ok in zip(groups.values(), flags, strict=True)
-                   for cmd, flag in zip(cmds, ok, strict=True) if flag]
+        written = []
+        for cmds, replies in zip(groups.values(), flags, strict=True):
+            for cmd, flag in zip(cmds, replies, strict=True):
+                if flag != SUPPRESSED:
+                    written.append(cmd)
+                    self.requeued += flag == REQUEUED
         return written
 
     def ping(self) -> bool:
-        """True when Redis answers."""
+        """True when Redis takes writes: the ``PROBE`` script's ``SET``, which a replica
+        (READONLY), a full Redis (OOM), a busy script or a loading Redis refuse (a
+        ``PING`` would answer, and end an outage that writes cannot)."""
         try:
-            return bool(self._client.ping())
-        except _UNAVAILABLE:
-            return False
+            self._run(PROBE, [([probe_key(self._prefix)], [PROBE_TTL_MS])])
+        except RedisError as exc:
+            if unavailable(exc):
+                return False
+            raise
+        return True
 
     def discard(self) -> list[WarmCommand]:
         """Drop and return whatever is buffered (used when Redis is down)."""
@@ -111,29 +137,36 @@ class RedisSink:
         return groups
 
     def _execute(self, groups: dict[str, list[WarmCommand]]) -> list[list[int]]:
-        if self._sha is None:
-            self._sha = self._load_script()
-        try:
-            return self._pipeline(groups, self._sha)
-        except NoScriptError:  # Redis restarted and lost its script cache
-            self._sha = self._load_script()
-            return self._pipeline(groups, self._sha)
-
-    def _load_script(self) -> str:
-        return str(self._client.script_load(ENQUEUE))
-
-    def _pipeline(self, groups: dict[str, list[WarmCommand]], sha: str) -> list[list[int]]:
-        pipe = self._client.pipeline(transaction=False)
         prefix = self._prefix
         tenants, wake = tenants_key(prefix), wake_key(prefix)
+        calls: list[tuple[list[str], list[Any]]] = []
         for tenant, cmds in groups.items():
             keys = [queue_key(prefix, tenant), expiry_key(prefix, tenant), tenants, wake]
-            args: list[Any] = [self._ttl_ms, self._max_len, tenant]
+            life = queue_life_ms(cmd.expires_at - cmd.issued_at for cmd in cmds)
+            args: list[Any] = [self._ttl_ms, self._max_len, tenant, life]
             for cmd in cmds:
                 keys.append(marker_key(prefix, tenant, cmd.key))
-                args += (repr(cmd.score), cmd.key, cmd.expires_at, encode(cmd))
+                args += (repr(cmd.score), cmd.key, cmd.expires_at, encode(cmd), cmd.source)
+            calls.append((keys, args))
+        return [[int(f) for f in flags] for flags in self._run(ENQUEUE, calls)]
+
+    def _run(self, script: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run ``script`` once per (keys, args) call, in one pipelined round trip."""
+        sha = self._shas.get(script) or self._load(script)
+        try:
+            return self._pipeline(sha, calls)
+        except NoScriptError:  # Redis restarted and lost its script cache
+            return self._pipeline(self._load(script), calls)
+
+    def _load(self, script: str) -> str:
+        sha = self._shas[script] = str(self._client.script_load(script))
+        return sha
+
+    def _pipeline(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for keys, args in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
-        return [[int(f) for f in flags] for flags in pipe.execute()]
+        return list(pipe.execute())
 
 
 class KafkaSink:
@@ -153,31 +186,42 @@ class KafkaSink:
 _RECORD_ERRORS = frozenset({_KafkaErr.MSG_SIZE_TOO_LARGE, _KafkaErr.RECORD_LIST_TOO_LARGE,
                             _KafkaErr.INVALID_RECORD, _KafkaErr.INVALID_MSG_SIZE})
 Rejected = Callable[[str, str], None]  # (topic, "replaced" | "dropped")
+# a full local queue waits at most this long for room (well below max.poll.interval.ms)
+MAX_BLOCK_S = 30.0
 
 
 class Outbox:
     """The app's one producer (warm commands and dead letters).
 
-    Two kinds of failure:
+    Three kinds of failure:
 
     * a record refused for what it is: by ``produce`` (any non-fatal
       ``KafkaException``, e.g. ``MSG_SIZE_TOO_LARGE``) or in its delivery report (too
       large or invalid for the broker). Sending the same bytes again would fail again,
       so it never stops the app: it is logged and reported to ``on_rejected``, and a
       record with a ``fallback`` (a dead letter's minimal form) is replaced by it;
+    * the local queue stays full (``BufferError``) for ``max_block_s`` of serving
+      delivery reports, or ``stopping()`` says a stop was requested while it is: the
+      record is not queued (the loop must not hang, nor outlive a SIGTERM), and it
+      counts as failed, below; once anything failed, a full queue fails at once;
     * any other failed delivery (broker gone, not authorised): counted in ``failed``,
       and the checkpoint then refuses to commit. A fatal producer error raises.
     """
 
-    def __init__(self, producer: Any, on_rejected: Rejected | None = None) -> None:
+    def __init__(self, producer: Any, on_rejected: Rejected | None = None, *,
+                 stopping: Callable[[], bool] = lambda: False,
+                 max_block_s: float = MAX_BLOCK_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._producer = producer
         self._on_rejected = on_rejected
+        self._stopping, self._max_block_s, self._clock = stopping, max_block_s, clock
         self._replacements: list[tuple[str, str, bytes]] = []
         self.failed = 0
         self.last_error: str | None = None
 
     def produce(self, topic: str, key: str, value: bytes, fallback: bytes | None = None) -> None:
-        """Queue a record; when the local queue is full, serve deliveries and retry."""
+        """Queue a record; when the local queue is full, serve deliveries and retry (for
+        at most ``max_block_s``, and not once a stop is requested: see the class)."""
         report = self._delivered if fallback is None else partial(
             self._delivered_or_replace, topic, key, fallback)
         try:
@@ -201,12 +245,25 @@ class Outbox:
 
     def _send(self, topic: str, key: str, value: bytes, report: Callable[[Any, Any], None]
               ) -> None:
+        give_up_at: float | None = None
         while True:
             try:
                 self._producer.produce(topic, value, key, on_delivery=report)
                 return
             except BufferError:
+                now = self._clock()
+                give_up_at = now + self._max_block_s if give_up_at is None else give_up_at
+                if self.failed or self._stopping() or now >= give_up_at:
+                    self._not_queued(topic)
+                    return
                 self._producer.poll(0.05)
+
+    def _not_queued(self, topic: str) -> None:
+        if not self.failed:
+            log.error("producer queue full: records not queued, nothing is committed",
+                      extra={"topic": topic, "stopping": self._stopping()})
+        self.failed += 1
+        self.last_error = f"the producer's local queue stayed full (topic={topic!r})"
 
     def _send_replacements(self) -> None:
         pending, self._replacements = self._replacements, []

@@ -13,11 +13,20 @@ from stream_warmer.serve.metrics import ServeMetrics
 
 
 class Offsets:
-    """Per partition: the next offset to consume, and the first one not yet stored."""
+    """Per partition: the next offset to consume, the first one not yet stored, the
+    offset stored last (what a checkpoint may commit) and the one confirmed committed.
+
+    A checkpoint commits an explicit snapshot of the stored offsets (``to_commit``),
+    taken before it flushes: librdkafka reads its own stored offsets on its thread
+    whenever it gets to an asynchronous commit, and by then the loop may have stored
+    offsets of events whose warm commands are not delivered yet.
+    """
 
     def __init__(self) -> None:
         self._next: dict[int, int] = {}
         self._unstored: dict[int, int] = {}
+        self._stored: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
 
     def consumed(self, partition: int, offset: int) -> None:
         """A message at ``offset`` was consumed (handled, or held back)."""
@@ -35,6 +44,20 @@ class Offsets:
         self._unstored.clear()
         return out
 
+    def stored(self, offsets: dict[int, int]) -> None:
+        """``store_offsets`` took these (next offset per partition)."""
+        self._stored.update(offsets)
+
+    def to_commit(self) -> dict[int, int]:
+        """The stored offsets not yet confirmed committed: a snapshot for one commit."""
+        done = self._committed
+        return {p: o for p, o in self._stored.items() if done.get(p) != o}
+
+    def confirm(self, partition: int, offset: int) -> None:
+        """The broker acknowledged a commit of ``offset`` (ignored for dropped partitions)."""
+        if partition in self._stored and offset > self._committed.get(partition, -1):
+            self._committed[partition] = offset
+
     def unstored_count(self) -> int:
         """How many consumed events are not covered by a stored offset."""
         return sum(self._next[p] - first for p, first in self._unstored.items())
@@ -48,10 +71,11 @@ class Offsets:
         return out
 
     def drop(self, partitions: Iterable[int]) -> None:
-        """Forget revoked partitions (their unstored events are re-handled by the next owner)."""
+        """Forget revoked partitions (their unstored events are re-handled by the next owner,
+        and no later commit of this replica names them)."""
         for partition in partitions:
-            self._unstored.pop(partition, None)
-            self._next.pop(partition, None)
+            for book in (self._unstored, self._next, self._stored, self._committed):
+                book.pop(partition, None)
 
 
 @dataclass
@@ -87,6 +111,9 @@ class RunStats:
                 offsets: Offsets) -> None:
         """Copy the engine's plain counters into Prometheus, and the lag per partition."""
         metrics.tenants_held.set(len(engine.windows))
+        for name, size in bounded_sizes(engine).items():
+            metrics.bounded_size.labels(name).set(size)
+        self._inc(metrics.precision_overflowed, "overflowed", engine.precision.overflowed)
         for reason, count in engine.windows.evicted.items():
             self._inc(metrics.tenants_evicted.labels(reason), f"evicted:{reason}", count)
         for reason, count in engine.policy.drops.items():
@@ -105,6 +132,16 @@ class RunStats:
         if delta > 0:
             counter.inc(delta)
             self._published[name] = total
+
+
+def bounded_sizes(engine: WarmEngine) -> dict[str, int]:
+    """Entries held now by each bounded map of the engine (bounds: ``wiring.bounds``)."""
+    policy, precision = engine.policy, engine.precision
+    # the policy and the tracker expose no sizes of their maps: read them directly
+    return {"windows": len(engine.windows), "batcher": len(engine.batcher),
+            "policy_dedup": len(policy._dedup), "policy_budgets": len(policy._buckets),
+            "policy_pending": len(policy.pending), "precision_outstanding": len(precision),
+            "precision_tenants": len(precision._tenants)}
 
 
 def _publish_lag(metrics: ServeMetrics, consumer: Any, topic: str, offsets: Offsets) -> None:

@@ -24,6 +24,10 @@ from stream_warmer.settings import Settings
 from stream_warmer.strategies.base import WarmingStrategy
 
 log = logging.getLogger(__name__)
+CommitCallback = Callable[[Any, list[TopicPartition]], None]
+# bounds of the policy's dedup map and the precision tracker's outstanding warms
+MAX_DEDUP = 1_000_000
+MAX_OUTSTANDING = 1_000_000
 # what librdkafka adds to key + value when it checks message.max.bytes (a v2 record's
 # framing is well under this)
 RECORD_OVERHEAD_BYTES = 1024
@@ -45,19 +49,25 @@ class Clients:
         return redis_client(settings.redis)
 
 
-def consumer_conf(settings: Settings) -> dict[str, Any]:
-    """Manual offset storage and commits; ``kafka.extra`` may override anything here."""
+def consumer_conf(settings: Settings, on_commit: CommitCallback | None = None
+                  ) -> dict[str, Any]:
+    """Manual offset storage and commits, the group's assignment strategy (cooperative
+    by default: see ``serve.rebalance``); ``kafka.extra`` may override the rest.
+
+    ``on_commit`` sees every commit's outcome (default: failures are logged).
+    """
     k = settings.kafka
     conf: dict[str, Any] = {
         "group.id": k.consumer_group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": k.partition_assignment_strategy,
         "session.timeout.ms": k.session_timeout_ms,
         "max.poll.interval.ms": k.max_poll_interval_ms,
         "fetch.min.bytes": settings.batch.fetch_min_bytes,
         "fetch.wait.max.ms": settings.batch.fetch_max_wait_ms,
-        "on_commit": log_commit_errors,
+        "on_commit": on_commit or log_commit_errors,
     }
     return conf | k.client_config()
 
@@ -103,12 +113,24 @@ def build_engine(
 ) -> WarmEngine:
     """Windows, batcher, policy and precision sized from ``settings``."""
     s = settings
-    precision = PrecisionTracker(s.policy.precision_horizon_s, max_tenants=s.window.max_tenants)
+    precision = PrecisionTracker(s.policy.precision_horizon_s, max_outstanding=MAX_OUTSTANDING,
+                                 max_tenants=s.window.max_tenants)
     policy = WarmPolicy(s.policy, precision, clock=clock, wall_ms=wall_ms,
-                        topic=s.topics.access_events, max_tenants=s.window.max_tenants)
+                        topic=s.topics.access_events, max_tenants=s.window.max_tenants,
+                        max_dedup=MAX_DEDUP)
     parts = (TenantWindows(s.window), MicroBatcher(s.batch, clock), policy, precision)
     return WarmEngine(strategy, s.strategy.k, parts, sinks, metrics, clock=clock,
                       wall_ms=wall_ms, latency_observer=latency_observer)
+
+
+def bounds(settings: Settings) -> dict[str, int]:
+    """The bound of every in-process map of ``build_engine`` (``bounded_capacity``; the
+    sizes are in ``stats.bounded_sizes``). The batcher's is where it flushes."""
+    tenants = settings.window.max_tenants
+    return {"windows": tenants, "batcher": settings.batch.max_batch,
+            "policy_dedup": MAX_DEDUP, "policy_budgets": tenants,
+            "policy_pending": settings.policy.max_pending,
+            "precision_outstanding": MAX_OUTSTANDING, "precision_tenants": tenants}
 
 
 def install_signals(stack: ExitStack, stop: Callable[[], None]) -> None:

@@ -28,8 +28,10 @@ TRAINER_GATE_HIT_RATIO = Gauge(
 )
 MODEL_UPDATES = Counter(
     "stream_warmer_model_updates_total",
-    "Model versions seen on model-updates by outcome (loaded, rejected, bad_record, same)",
-    ["result"],
+    "Model versions seen on model-updates by outcome (loaded, rejected, bad_record, same)"
+    " and reason (rejected: unsigned, bad_signature, store_unavailable, invalid;"
+    " bad_record: empty, schema, not_json; empty otherwise)",
+    ["result", "reason"],
 )
 MODEL_LOAD_SECONDS = Histogram(
     "stream_warmer_model_load_seconds",

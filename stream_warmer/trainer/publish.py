@@ -2,12 +2,18 @@
 
 Order (a reader must never see an update whose artifact is not there yet):
 
-1. write weights and manifest into the store (content-addressed, idempotent);
+1. write weights and manifest into the store (content-addressed, idempotent; a store
+   with a signing key also writes the manifest's signature, ``trainer.signing``);
 2. register the version in the store's registry (for ``model list`` and rollback);
 3. produce the ``ModelUpdate`` keyed by model name and wait for the broker's ack.
 
+The published manifest names the weights' sha256 (``sha256``), so a signature of the
+manifest covers the weights too.
+
 Rollback re-produces a registered version's update as the newest record, so every
-replica (and every replica started later) serves it; the store is not touched.
+replica (and every replica started later) serves it; the store is not touched. It
+fetches the artifact first, so with a signing key an unsigned or wrongly signed
+version is refused here rather than by every replica.
 """
 
 from __future__ import annotations
@@ -17,17 +23,19 @@ from typing import Any
 
 from stream_warmer.errors import ModelError
 from stream_warmer.settings import KafkaSettings
-from stream_warmer.trainer.store import Artifact, ModelStore, sha256_hex
+from stream_warmer.trainer.artifact import Artifact, declared_vocab_version, sha256_hex
+from stream_warmer.trainer.store import ModelStore
 from stream_warmer.trainer.updates import ModelUpdate, new_version, publish_update, read_updates
 
 
-def vocab_version(manifest: dict[str, Any]) -> str:
-    """The manifest's ``vocab_version``, or a hash of its vocabulary when it has none."""
-    given = manifest.get("vocab_version")
-    if isinstance(given, str) and given:
-        return given
-    vocab = manifest.get("vocab")
-    return sha256_hex(repr(vocab).encode())[:16] if vocab is not None else "none"
+def published_manifest(artifact: Artifact, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as published: the gate's ``metrics`` and the weights' ``sha256`` added."""
+    sha = sha256_hex(artifact.weights)
+    named = artifact.manifest.get("sha256", sha)
+    if named != sha:
+        msg = f"manifest names weights {named!r} but the weights hash to {sha}"
+        raise ModelError(msg)
+    return {**artifact.manifest, "gate": metrics, "sha256": sha}
 
 
 class ModelPublisher:
@@ -51,7 +59,7 @@ class ModelPublisher:
         self, artifact: Artifact, metrics: dict[str, Any], created_at_ms: int
     ) -> ModelUpdate:
         """Store, register and announce a new version; return its update."""
-        manifest = {**artifact.manifest, "gate": metrics}
+        manifest = published_manifest(artifact, metrics)
         stored = self.store.put(Artifact(artifact.weights, manifest))
         arch = manifest.get("arch")
         own_metrics = manifest.get("metrics")
@@ -62,7 +70,7 @@ class ModelPublisher:
             artifact=stored.locator,
             manifest_sha256=stored.manifest_sha256,
             arch=arch if isinstance(arch, dict) else {},
-            vocab_version=vocab_version(manifest),
+            vocab_version=declared_vocab_version(manifest),
             metrics={**(own_metrics if isinstance(own_metrics, dict) else {}), **metrics},
             created_at=created_at_ms,
         )

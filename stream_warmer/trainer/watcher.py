@@ -8,15 +8,18 @@ a publication serves that version from its first batch: call ``wait_ready`` befo
 consuming). Each later record is applied as it arrives, a rollback included.
 
 Applying a version, all on the watcher thread: fetch the artifact from the store
-(both hashes checked), check that the update's architecture is the manifest's and
+(both hashes checked and, with ``model.signing_key``, the signature), check that the
+update's architecture, weights hash and vocabulary version are the manifest's and
 that every weight is finite, then build the strategy with the injected loader (the
 LSTM checkpoint code checks architecture and shapes). On success the new strategy
 waits in a one-slot mailbox that ``strategy_source()`` empties: ServeApp calls it
 between micro-batches, so the consume loop only ever pays for a lock and a pointer
 swap. Streaming state is re-initialised when the vocabulary changes; with the same
 vocabulary a strategy that offers ``adopt_state(previous)`` takes it over. On
-any failure the version is rejected with a log line and a metric, and the model
-already serving stays.
+any failure the version is rejected with a log line and
+``stream_warmer_model_updates_total{result="rejected",reason=...}`` (``unsigned``,
+``bad_signature``, ``store_unavailable`` or ``invalid``), and the model already
+serving stays.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ import threading
 import time
 from typing import Any
 
-from stream_warmer.errors import ModelError, StreamWarmerError
+from stream_warmer.errors import ModelError, SinkUnavailableError, StreamWarmerError
 from stream_warmer.settings import KafkaSettings
 from stream_warmer.strategies.base import WarmingStrategy
 from stream_warmer.trainer import metrics as m
+from stream_warmer.trainer.artifact import Artifact, declared_vocab_version
 from stream_warmer.trainer.rounds import LoadFn
-from stream_warmer.trainer.store import Artifact, ModelStore
+from stream_warmer.trainer.signing import SignatureError
+from stream_warmer.trainer.store import ModelStore
 from stream_warmer.trainer.updates import (
     BadUpdate,
     ModelUpdate,
@@ -45,30 +50,40 @@ log = logging.getLogger(__name__)
 
 
 def check_weights(weights: bytes) -> dict[str, tuple[int, ...]]:
-    """Parse safetensors bytes; every floating tensor must be finite. Returns shapes."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    """Parse safetensors bytes; every floating tensor must be finite. Returns shapes.
 
-    try:
-        tensors = load(weights)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
-        msg = f"weights are not valid safetensors: {exc}"
-        raise ModelError(msg) from exc
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            msg = f"weight {name!r} has non-finite values"
-            raise ModelError(msg)
-    return {name: tuple(t.shape) for name, t in tensors.items()}
+    The check is ``model.checkpoint.read_weights``, the one the LSTM loader makes too.
+    """
+    from stream_warmer.model.checkpoint import read_weights
+
+    return {name: tuple(t.shape) for name, t in read_weights(weights).items()}
 
 
 def check_artifact(artifact: Artifact, update: ModelUpdate) -> None:
-    """The checks the watcher makes itself before handing the artifact to the loader."""
-    arch = artifact.manifest.get("arch")
+    """The checks the watcher makes itself before handing the artifact to the loader.
+
+    The update's own fields that steer the swap must be the manifest's (the manifest
+    is what the hashes, and a signature, cover).
+    """
+    manifest = artifact.manifest
+    arch = manifest.get("arch")
     if arch is not None and arch != update.arch:
         msg = f"architecture of {update.version} in the update differs from its manifest"
         raise ModelError(msg)
+    if manifest.get("sha256", update.sha256) != update.sha256:
+        msg = f"manifest of {update.version} names other weights than the update"
+        raise ModelError(msg)
+    if declared_vocab_version(manifest) != update.vocab_version:
+        msg = f"vocab_version of {update.version} in the update differs from its manifest"
+        raise ModelError(msg)
     check_weights(artifact.weights)
+
+
+def rejection_reason(exc: Exception) -> str:
+    """The metric label of a rejected version: a signature's reason, or what failed."""
+    if isinstance(exc, SignatureError):
+        return exc.reason
+    return "store_unavailable" if isinstance(exc, SinkUnavailableError) else "invalid"
 
 
 class ModelWatcher:
@@ -182,7 +197,7 @@ class ModelWatcher:
             return None
         update = decode_update(record.value())
         if isinstance(update, BadUpdate):
-            m.MODEL_UPDATES.labels("bad_record").inc()
+            m.MODEL_UPDATES.labels("bad_record", update.reason).inc()
             log.warning(
                 "model update record rejected",
                 extra={"reason": update.reason, "offset": record.offset()},
@@ -197,7 +212,7 @@ class ModelWatcher:
             update.version,
             update.sha256,
         ):
-            m.MODEL_UPDATES.labels("same").inc()
+            m.MODEL_UPDATES.labels("same", "").inc()
             return False
         started = time.perf_counter()
         try:
@@ -214,7 +229,7 @@ class ModelWatcher:
         with self._lock:
             self._mailbox, self._mailbox_update = strategy, update
         previous, self.current = self.current, update
-        m.MODEL_UPDATES.labels("loaded").inc()
+        m.MODEL_UPDATES.labels("loaded", "").inc()
         m.MODEL_LOAD_SECONDS.observe(seconds)
         if previous is not None:
             m.MODEL_SERVING.labels(self.name, previous.version).set(0)
@@ -234,11 +249,13 @@ class ModelWatcher:
         reason = f"{type(exc).__name__}: {exc}"
         self.rejected.append((update.version, reason))
         del self.rejected[:-100]
-        m.MODEL_UPDATES.labels("rejected").inc()
+        label = rejection_reason(exc)
+        m.MODEL_UPDATES.labels("rejected", label).inc()
         log.error(
             "model version rejected; keeping the serving model",
             extra={
                 "version": update.version,
+                "rejection": label,
                 "reason": reason,
                 "serving": self.current.version if self.current else None,
             },

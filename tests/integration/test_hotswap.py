@@ -19,6 +19,7 @@ from stream_warmer.serve.app import ServeApp
 from stream_warmer.settings import KafkaSettings, Settings
 from stream_warmer.strategies import build_baseline
 from stream_warmer.trainer.publish import ModelPublisher
+from stream_warmer.trainer.signing import ManifestSigner
 from stream_warmer.trainer.store import RedisStore
 from stream_warmer.trainer.updates import ModelUpdate, publish_update
 from stream_warmer.trainer.watcher import ModelWatcher
@@ -75,6 +76,7 @@ def stack(
         "kafka": kafka_bootstrap,
         "topics": topics,
         "redis": client,
+        "prefix": prefix,
     }
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
@@ -239,3 +241,31 @@ def test_rollback_makes_replicas_serve_the_named_version(stack: dict[str, Any]) 
     finally:
         running.stop()
     assert [u.version for u in publisher.store.versions(publisher.name)] == [v1.version, v2.version]
+
+
+def test_replica_with_a_key_rejects_unsigned_and_swaps_to_signed(stack: dict[str, Any]) -> None:
+    s: Settings = stack["settings"]
+    key = ManifestSigner(b"integration-signing-key")
+    signed_store = RedisStore(stack["redis"], stack["prefix"], key)
+    signing = ModelPublisher(signed_store, s.kafka, s.topics.model_updates, s.model.name)
+    first = signing.publish(delta_artifact(3), {}, 1_000_000_000_000)
+    replica = ModelWatcher(s.kafka, s.topics.model_updates, s.model.name, signed_store, load_delta)
+    replica.start()
+    try:
+        assert replica.wait_ready(30) and replica.current == first
+        assert replica.strategy_source() is not None
+        unsigned = stack["publisher"].publish(delta_artifact(4), {}, 1_000_000_100_000)
+        _wait(lambda: len(replica.rejected) == 1)
+        assert replica.rejected[0][0] == unsigned.version
+        assert "unsigned" in replica.rejected[0][1]
+        assert replica.current == first and replica.strategy_source() is None
+        signed = signing.publish(delta_artifact(5), {}, 1_000_000_200_000)
+        _wait(lambda: replica.current == signed)
+        swapped = replica.strategy_source()
+        assert swapped is not None and swapped.model_version == signed.version
+    finally:
+        replica.stop()
+    # the store's keys are outside every tenant's: none under {prefix}:model:
+    keys = {k.decode() for k in stack["redis"].scan_iter(f"{stack['prefix']}:*")}
+    assert keys and all(k.startswith(signed_store.namespace) for k in keys)
+    assert signed_store.signature_key(signed.manifest_sha256) in keys

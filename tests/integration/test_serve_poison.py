@@ -16,12 +16,7 @@ import msgspec
 import pytest
 import redis
 
-from stream_warmer.model.features import FeatureSpec
-from stream_warmer.model.net import WarmNet
-from stream_warmer.model.train import build_config
 from stream_warmer.serve.app import ServeApp
-from stream_warmer.settings import ModelSettings
-from stream_warmer.strategies.lstm import LstmStrategy
 from tests.integration.serve_helpers import (
     committed,
     delete_group,
@@ -32,6 +27,7 @@ from tests.integration.serve_helpers import (
     serve_env,
     settings_from,
 )
+from tests.tiny_model import tiny_lstm
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +51,6 @@ def stack(kafka_bootstrap: str, redis_url: str, topic_factory: Callable[..., str
         client.delete(key)
     client.close()
     delete_group(kafka_bootstrap, group)
-
-
-def _lstm() -> LstmStrategy:
-    """A small untrained model. It runs ``CandidateTracker.step`` (which parses the key)
-    on every event, and after an integer key n every candidate class names n+1."""
-    import torch
-
-    torch.manual_seed(0)
-    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, device="cpu", max_state_slots=16,
-                       budget_online=False)
-    spec = FeatureSpec(deltas=(1,))
-    return LstmStrategy(WarmNet(build_config(spec, ms)), spec, 0.0, ms, version="poison")
 
 
 def _records() -> tuple[list[tuple[str, bytes]], dict[int, str], dict[int, tuple[str, int]]]:
@@ -97,7 +81,7 @@ def test_serve_survives_the_poison_pills_and_commits_past_them(stack: dict[str, 
     records, bad, numbered = _records()
     produce(stack["kafka"], stack["topic_events"], records)
     settings = settings_from({k: v for k, v in stack.items() if k.startswith("STREAM_WARMER_")})
-    app = ServeApp(settings, _lstm())
+    app = ServeApp(settings, tiny_lstm("poison"))
     stats = app.run(idle_timeout_s=3.0)  # a pill raised out of here before the fix
 
     assert committed(stack["kafka"], stack["group"], stack["topic_events"], 1) == {

@@ -1,7 +1,9 @@
 """Redis stopped and restarted mid-run: the warmer pauses, recovers, and loses nothing.
 
 Uses its OWN redis-server on a free port (append-only file, so what was written
-before the stop survives the restart) - never the shared one.
+before the stop survives the restart) - never the shared one. Without ``redis-server``
+on the PATH the test skips locally and fails under ``CI=true`` (like the services in
+``tests/conftest.py``, CI never passes by skipping).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import redis
 
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.strategies import build_baseline
+from tests.conftest import IN_CI
 from tests.integration.serve_helpers import (
     committed,
     delete_group,
@@ -33,7 +36,7 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 2
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -43,7 +46,7 @@ class OwnRedis:
     """A private redis-server we may stop and start."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -72,10 +75,19 @@ class OwnRedis:
         self.proc = None
 
 
+def require_redis_server() -> None:
+    """Skip without ``redis-server`` (Debian's ``redis-server`` package); fail under CI."""
+    if shutil.which("redis-server") is not None:
+        return
+    msg = "redis-server is not installed (apt-get install redis-server)"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+    require_redis_server()
     server = OwnRedis(tmp_path)
     server.start()
     yield server

@@ -1,4 +1,5 @@
-"""Fakes for the serve unit tests: a clock, a strategy, Kafka and Redis clients.
+"""Fakes for the serve unit tests: a clock, a strategy, Kafka (``kafka_fakes``) and Redis
+clients, and a ServeApp built over them.
 
 Every fake appends to a shared ``log`` so tests can check the order of side effects.
 """
@@ -9,10 +10,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Message
 
 from stream_warmer.events import AccessEvent, encode
+from stream_warmer.serve.app import ServeApp
+from stream_warmer.settings import Settings, load_settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+from tests.unit.kafka_fakes import FakeConsumer, FakeProducer
+
+__all__ = ["NOW_MS", "FakeClients", "FakeClock", "FakeConsumer", "FakeProducer", "FakeRedis",
+           "PlusOne", "build", "event_value", "message", "serve_settings", "stream"]
+
+NOW_MS = 1_800_000_000_000
 
 
 class FakeClock:
@@ -65,130 +74,6 @@ def message(partition: int, offset: int, value: bytes | None, topic: str = "even
 
 def event_value(tenant: str, key: str, ts: int) -> bytes:
     return encode(AccessEvent(tenant, key, ts))
-
-
-class FakeConsumer:
-    """Hands out pre-built messages in batches; records offsets, commits, pauses, seeks."""
-
-    def __init__(self, log: list[str], messages: list[Message], partitions: int = 2,
-                 topic: str = "events") -> None:
-        self.log = log
-        self.queue = list(messages)
-        self.history = list(messages)
-        self.topic = topic
-        self.assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        self.stored: dict[int, int] = {}
-        self.committed: dict[int, int] = {}
-        self.paused: set[int] = set()
-        self.seeks: list[tuple[int, int]] = []
-        self.callbacks: dict[str, Callable[..., None]] = {}
-        self.before_consume: Callable[[FakeConsumer], None] | None = None
-        self.closed = False
-
-    def subscribe(self, topics: list[str], **callbacks: Callable[..., None]) -> None:
-        self.callbacks = callbacks
-        callbacks["on_assign"](self, self.assigned)
-
-    def consume(self, num_messages: int, timeout: float) -> list[Message]:
-        if self.before_consume is not None:
-            self.before_consume(self)
-        out = []
-        rest = []
-        for msg in self.queue:
-            if len(out) < num_messages and msg.partition() not in self.paused:
-                out.append(msg)
-            else:
-                rest.append(msg)
-        self.queue = rest
-        return out
-
-    def poll(self, timeout: float) -> Message | None:
-        got = self.consume(1, timeout)
-        return got[0] if got else None
-
-    def store_offsets(self, offsets: list[TopicPartition]) -> None:
-        for tp in offsets:
-            self.stored[tp.partition] = tp.offset
-        self.log.append("store")
-
-    def commit(self, asynchronous: bool = True) -> None:
-        assert asynchronous is False
-        self.committed.update(self.stored)
-        self.log.append("commit")
-
-    def assignment(self) -> list[TopicPartition]:
-        return list(self.assigned)
-
-    def pause(self, partitions: list[TopicPartition]) -> None:
-        self.paused |= {tp.partition for tp in partitions}
-        self.log.append("pause")
-
-    def resume(self, partitions: list[TopicPartition]) -> None:
-        self.paused -= {tp.partition for tp in partitions}
-        self.log.append("resume")
-
-    def seek(self, tp: TopicPartition) -> None:
-        self.seeks.append((tp.partition, tp.offset))
-        self.log.append("seek")
-        self.queue = [m for m in self.queue if m.partition() != tp.partition]
-        self.queue += [m for m in self.history
-                       if m.partition() == tp.partition and m.offset() >= tp.offset]
-
-    def get_watermark_offsets(self, tp: TopicPartition, cached: bool = False) -> tuple[int, int]:
-        return (0, 100)
-
-    def close(self) -> None:
-        # like librdkafka: leaving the group revokes what is assigned
-        self.log.append("close")
-        self.callbacks["on_revoke"](self, self.assigned)
-        self.closed = True
-
-    def revoke(self, partitions: list[int]) -> None:
-        self.callbacks["on_revoke"](self, [TopicPartition(self.topic, p) for p in partitions])
-
-
-class FakeProducer:
-    """Records produced records; ``flush`` logs itself.
-
-    Like librdkafka, ``produce`` refuses a record over ``max_bytes`` (key + value) with
-    ``MSG_SIZE_TOO_LARGE``; ``topic_max_bytes`` makes the broker refuse larger records
-    on a topic in their delivery report, and ``fail_with`` fails every delivery.
-    """
-
-    def __init__(self, log: list[str], max_bytes: int = 1_000_000) -> None:
-        self.log = log
-        self.max_bytes = max_bytes
-        self.records: list[tuple[str, bytes, str]] = []
-        self.refused: list[tuple[str, bytes, str]] = []
-        self.fail_with: KafkaError | None = None
-        self.topic_max_bytes: dict[str, int] = {}
-        self._reports: list[tuple[Any, str, int]] = []
-
-    def produce(self, topic: str, value: bytes, key: str, on_delivery: Any = None) -> None:
-        size = len(value) + len(key.encode())
-        if size > self.max_bytes:
-            self.refused.append((topic, value, key))
-            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-        self.records.append((topic, value, key))
-        if on_delivery is not None:
-            self._reports.append((on_delivery, topic, size))
-
-    def poll(self, timeout: float) -> int:
-        reports, self._reports = self._reports, []
-        for report, topic, size in reports:
-            err = self.fail_with
-            if err is None and size > self.topic_max_bytes.get(topic, size):
-                err = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
-            report(err, None)
-        return len(reports)
-
-    def flush(self, timeout: float) -> int:
-        self.log.append("producer.flush")
-        self.poll(0)
-        return 0
-
-    def on(self, topic: str) -> list[tuple[str, bytes, str]]:
-        return [r for r in self.records if r[0] == topic]
 
 
 class FakePipeline:
@@ -253,6 +138,9 @@ class FakeClients:
     def consumer(self, conf: dict[str, Any]) -> FakeConsumer:
         assert conf["enable.auto.commit"] is False
         assert conf["enable.auto.offset.store"] is False
+        self._consumer.on_commit = conf["on_commit"]
+        strategy = conf.get("partition.assignment.strategy", "range,roundrobin")  # librdkafka's
+        self._consumer.cooperative = strategy == "cooperative-sticky"
         return self._consumer
 
     def producer(self, conf: dict[str, Any]) -> FakeProducer:
@@ -260,3 +148,33 @@ class FakeClients:
 
     def redis(self, settings: Any) -> FakeRedis:
         return self._redis
+
+
+def serve_settings(**env: str) -> Settings:
+    """Settings of the serve unit tests: topics events/warm/dlq, no HTTP, long intervals."""
+    base = {"METRICS__ENABLED": "false", "TOPICS__ACCESS_EVENTS": "events",
+            "TOPICS__WARM_COMMANDS": "warm", "TOPICS__DEAD_LETTER": "dlq",
+            "BATCH__CHECKPOINT_INTERVAL_S": "600", "BATCH__MAX_DELAY_MS": "60000"}
+    return load_settings(None, {f"STREAM_WARMER_{k}": v for k, v in (base | env).items()})
+
+
+def build(messages: list[Message], strategy: PlusOne | None = None,
+          clock: FakeClock | None = None, source: Callable[[], Any] | None = None,
+          **env: str) -> tuple[ServeApp, list[str], FakeConsumer, FakeProducer, FakeRedis,
+                               PlusOne]:
+    """A ServeApp over fresh fakes sharing one log; ``env`` overrides ``serve_settings``."""
+    log: list[str] = []
+    consumer, producer, client = FakeConsumer(log, messages), FakeProducer(log), FakeRedis(log)
+    strategy = strategy or PlusOne()
+    app = ServeApp(serve_settings(**env), strategy,
+                   clients=FakeClients(consumer, producer, client),
+                   clock=clock or FakeClock(), wall_ms=lambda: NOW_MS, strategy_source=source)
+    return app, log, consumer, producer, client, strategy
+
+
+def stream() -> list[Message]:
+    """acme: keys 1..5 on partition 0; globex: keys 10..12 on partition 1."""
+    acme = [message(0, i, event_value("acme", str(i + 1), NOW_MS)) for i in range(5)]
+    globex = [message(1, i, event_value("globex", str(i + 10), NOW_MS), key=b"globex")
+              for i in range(3)]
+    return acme + globex

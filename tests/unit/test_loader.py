@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
-from stream_warmer.load import Loader, LoaderMetrics
+from stream_warmer.load import Cache, Loader, LoaderMetrics, RedisCache
 from stream_warmer.load.metrics import COUNTERS, LoaderStats
 from stream_warmer.settings import LoaderSettings
 from tests.unit.loader_fakes import (
@@ -25,7 +26,7 @@ from tests.unit.loader_fakes import (
 WALL_MS = 1_700_000_000_000
 
 
-def make(redis: FakeQueueRedis, cache: FakeCache, origin: Any,
+def make(redis: FakeQueueRedis, cache: Cache, origin: Any,
          clock: Callable[[], float] | None = None,
          executor: Any = None, **settings: Any) -> Loader:
     conf = LoaderSettings(**settings)
@@ -256,6 +257,59 @@ def test_cache_outage_at_write_keeps_the_value_without_refetching() -> None:
     settle(loader, 3)
     assert origin.calls == [("acme", "k")]  # written from the kept value
     assert cache.data[("acme", "k")] == b"v:k" and loader.stats.loaded == 1
+
+
+class CacheRedis:
+    """The redis-py surface ``RedisCache`` uses; ``EXISTS`` / ``SET`` raise ``on_exists``
+    / ``on_set`` when set (the error replies of a busy, full or read-only Redis)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.on_exists: Exception | None = None
+        self.on_set: Exception | None = None
+
+    def set(self, key: str, value: bytes, px: Any = None) -> None:
+        if self.on_set is not None:
+            raise self.on_set
+        self.data[key] = value
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        outer, keys = self, list[str]()
+
+        class Pipe:
+            def exists(self, key: str) -> None:
+                keys.append(key)
+
+            def execute(self) -> list[int]:
+                if outer.on_exists is not None:
+                    raise outer.on_exists
+                return [int(k in outer.data) for k in keys]
+
+        return Pipe()
+
+
+@pytest.mark.parametrize("on_set", [
+    OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    ReadOnlyError("You can't write against a read only replica."),
+], ids=lambda e: type(e).__name__)
+def test_a_busy_full_or_read_only_cache_pauses_the_loader_instead_of_ending_it(
+        on_set: Exception) -> None:
+    redis, origin, clock, client = FakeQueueRedis(), RecordingOrigin(), Clock(), CacheRedis()
+    redis.push("acme", "k", 0.5)
+    loader = make(redis, RedisCache(client, "c:{tenant}:{key}"), origin, clock)  # type: ignore[arg-type]
+    client.on_exists = ResponseError("BUSY Redis is busy running a script.")
+    settle(loader, 3)  # the presence check is refused: no crash, the entry is held
+    assert loader.held() == 1 and origin.calls == [] and not loader.healthy()
+    client.on_exists, client.on_set = None, on_set
+    clock.advance(1)
+    settle(loader, 3)  # fetched, the write refused: kept for a retry, not a cache error
+    assert origin.calls == [("acme", "k")] and loader.held() == 1 and not loader.healthy()
+    assert loader.stats.cache_errors == 0
+    client.on_set = None
+    clock.advance(20)
+    settle(loader, 3)
+    assert client.data == {"c:acme:k": b"v:k"} and origin.calls == [("acme", "k")]
+    assert loader.stats.loaded == 1 and loader.healthy()
 
 
 def test_reloads_the_script_when_redis_lost_it() -> None:

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 import redis
 
+from stream_warmer.backoff import FIRST_BACKOFF_S, Backoff
 from stream_warmer.cli import COMMANDS, build_parser
 from stream_warmer.errors import ConfigError
 from stream_warmer.load import RedisCache, SimulatedOrigin, UnavailableError, resolve_origin
-from stream_warmer.load.jobs import backoff_s
-from stream_warmer.load.outage import FIRST_BACKOFF_S, Outage
+from stream_warmer.load.jobs import Job, attempt, backoff_s
+from stream_warmer.load.outage import Outage
 from stream_warmer.load.queue import WarmQueue, fair_shares
 from stream_warmer.settings import LoaderSettings
 from stream_warmer.warmqueue import QueueEntry
@@ -64,14 +65,17 @@ def test_bad_origin_is_a_config_error_naming_the_variable(spec: str, needle: str
 
 # ---------------------------------------------------------------------- cache
 class RecordingRedis:
-    def __init__(self, fail: bool = False) -> None:
+    """A cache client; with ``error`` set, ``SET`` raises it (``EXISTS`` too unless
+    ``reads_ok``), as redis-py would for that reply."""
+
+    def __init__(self, error: redis.RedisError | None = None, reads_ok: bool = False) -> None:
         self.data: dict[str, bytes] = {}
         self.sets: list[tuple[str, bytes, Any]] = []
-        self.fail = fail
+        self.error, self.reads_ok = error, reads_ok
 
     def set(self, key: str, value: bytes, px: Any = None) -> None:
-        if self.fail:
-            raise redis.TimeoutError("slow")
+        if self.error is not None:
+            raise self.error
         self.sets.append((key, value, px))
         self.data[key] = value
 
@@ -86,8 +90,9 @@ class RecordingRedis:
                 self.keys.append(key)
 
             def execute(self) -> list[int]:
-                if outer.fail:
-                    raise redis.ConnectionError("refused")
+                if outer.error is not None and not outer.reads_ok:
+                    note = f"Command # 1 (EXISTS {self.keys[0]}) of pipeline caused error: "
+                    raise type(outer.error)(note + str(outer.error))
                 return [int(k in outer.data) for k in self.keys]
 
         return Pipe()
@@ -110,11 +115,43 @@ def test_redis_cache_formats_keys_sets_ttl_and_checks_presence() -> None:
 
 
 def test_redis_cache_wraps_connection_errors() -> None:
-    cache = RedisCache(RecordingRedis(fail=True), "{tenant}:{key}")  # type: ignore[arg-type]
-    with pytest.raises(UnavailableError):
+    for error in (redis.TimeoutError("slow"), redis.ConnectionError("refused")):
+        cache = RedisCache(RecordingRedis(error), "{tenant}:{key}")  # type: ignore[arg-type]
+        with pytest.raises(UnavailableError):
+            cache.put(entry("a", "k"), b"v")
+        with pytest.raises(UnavailableError):
+            cache.present([entry("a", "k")])
+
+
+BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+
+
+@pytest.mark.parametrize("error", [
+    redis.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    redis.ResponseError(BUSY),
+    redis.BusyLoadingError("Redis is loading the dataset in memory"),
+], ids=lambda e: type(e).__name__)
+def test_cache_failover_oom_busy_and_loading_are_an_outage_like_the_queue(
+        error: redis.RedisError) -> None:
+    cache = RedisCache(RecordingRedis(error), "{tenant}:{key}")  # type: ignore[arg-type]
+    with pytest.raises(UnavailableError, match="EXISTS of 1 keys"):
+        cache.present([entry("a", "k")])  # a pipeline's error: quoted after the command
+    with pytest.raises(UnavailableError, match="SET"):
         cache.put(entry("a", "k"), b"v")
-    with pytest.raises(UnavailableError):
+    job = Job(entry("a", "k"), 0.0, attempts=1, value=b"v")
+    outcome = attempt(job, lambda t, k: b"unused", cache, lambda: 0.0)
+    assert outcome.kind == "cache_down" and job.value == b"v"  # kept, written again later
+
+
+def test_cache_error_replies_that_are_bugs_still_raise() -> None:
+    wrong = redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind")
+    cache = RedisCache(RecordingRedis(wrong), "{tenant}:{key}")  # type: ignore[arg-type]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         cache.present([entry("a", "k")])
+    job = Job(entry("a", "k"), 0.0, attempts=1, value=b"v")
+    outcome = attempt(job, lambda t, k: b"unused", cache, lambda: 0.0)
+    assert outcome.kind == "cache_error" and "WRONGTYPE" in outcome.error
 
 
 @pytest.mark.parametrize("fmt", ["{tenant}", "{tenant}:{bogus}", "{0}", "{tenant", "static"])
@@ -155,10 +192,56 @@ def test_queue_wait_never_blocks_past_its_cap_nor_for_ever() -> None:
         queue.wait(0.1)
 
 
+class FailingQueueRedis(FakeQueueRedis):
+    """Every command fails with the error reply ``error``."""
+
+    def __init__(self, error: redis.RedisError) -> None:
+        super().__init__()
+        self.error = error
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [
+    redis.ReadOnlyError("You can't write against a read only replica."),
+    redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    redis.ResponseError("BUSY Redis is busy running a script."),
+    redis.BusyLoadingError("Redis is loading the dataset in memory"),
+], ids=lambda e: type(e).__name__)
+def test_queue_failover_oom_busy_and_loading_are_an_outage_like_serve(
+        error: redis.RedisError) -> None:
+    queue = WarmQueue(FailingQueueRedis(error), "sw")
+    with pytest.raises(UnavailableError, match="SMEMBERS"):
+        queue.tenants()
+    with pytest.raises(UnavailableError, match="POP"):
+        queue.pop([("acme", 1)])
+    with pytest.raises(UnavailableError, match="BLPOP"):
+        queue.wait(0.1)
+
+
+def test_queue_error_replies_that_are_bugs_still_raise() -> None:
+    queue = WarmQueue(FailingQueueRedis(redis.ResponseError("WRONGTYPE Operation against "
+                                                            "a key holding the wrong kind")), "sw")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        queue.tenants()
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        queue.pop([("acme", 1)])
+
+
 # ---------------------------------------------------------------------- outage
+class MaxRandom:
+    """An rng whose jitter always keeps the whole backoff."""
+
+    def uniform(self, _low: float, high: float) -> float:
+        return high
+
+
 def test_outage_backs_off_only_when_a_probe_fails() -> None:
     clock, changes = Clock(), list[bool]()
-    outage = Outage("queue", clock, backoff_max_s=0.5, on_change=changes.append)
+    outage = Outage("queue", clock, backoff_max_s=0.5, on_change=changes.append,
+                    rng=MaxRandom())  # type: ignore[arg-type]
     assert outage.due() and outage.wait_s() == 0
     outage.fail("down")
     assert outage.active and not outage.due() and changes == [False]
@@ -172,6 +255,46 @@ def test_outage_backs_off_only_when_a_probe_fails() -> None:
         assert outage.wait_s() == pytest.approx(expected)
     outage.ok()
     assert not outage.active and changes == [False, True]
+
+
+def _probe_waits(outage: Outage, clock: Clock, probes: int) -> list[float]:
+    """The waits of one outage's first ``probes`` failed probes, each at its retry time."""
+    outage.fail("down")
+    waits = []
+    for _ in range(probes):
+        waits.append(outage.wait_s())
+        clock.advance(outage.wait_s())
+        outage.fail("still down")
+    return waits
+
+
+def test_outage_waits_are_jittered_like_serves() -> None:
+    clock = Clock()
+    waits = _probe_waits(Outage("cache", clock, 1.0, rng=random.Random(7)), clock, 8)
+    for wait, full in zip(waits, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0], strict=True):
+        assert full / 2 <= wait <= full + 1e-9
+    assert len({round(w, 6) for w in waits[4:]}) > 1  # capped waits still spread
+    again = Outage("cache", clock, 1.0, rng=random.Random(7))
+    assert _probe_waits(again, clock, 8) == waits  # an injected rng: the same waits
+    shared = Backoff(1.0, rng=random.Random(7))  # serve's Outage draws from this too
+    assert [shared.start(0.0), *(shared.again() for _ in range(7))] == pytest.approx(waits)
+
+
+def test_an_outage_right_after_a_recovery_goes_on_backing_off() -> None:
+    clock = Clock()
+    outage = Outage("cache", clock, backoff_max_s=1.0, rng=MaxRandom())  # type: ignore[arg-type]
+    outage.fail("OOM on SET")
+    assert outage.wait_s() == pytest.approx(0.1)
+    for expected in (0.2, 0.4):  # EXISTS answers, SET still fails: a flapping cache
+        clock.advance(outage.wait_s())
+        outage.ok()
+        outage.fail("OOM on SET")
+        assert outage.wait_s() == pytest.approx(expected)
+    clock.advance(outage.wait_s())
+    outage.ok()
+    clock.advance(5.0)  # long after the recovery: a new outage starts over
+    outage.fail("down")
+    assert outage.wait_s() == pytest.approx(FIRST_BACKOFF_S)
 
 
 # ---------------------------------------------------------------------- cli

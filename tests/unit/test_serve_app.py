@@ -10,44 +10,17 @@ from confluent_kafka import KafkaError as _KafkaError
 
 from stream_warmer.errors import KafkaError
 from stream_warmer.events import DeadLetter
-from stream_warmer.serve.app import ServeApp
-from stream_warmer.settings import Settings, load_settings
 from tests.unit.serve_fakes import (
-    FakeClients,
+    NOW_MS,
     FakeClock,
     FakeConsumer,
-    FakeProducer,
-    FakeRedis,
     PlusOne,
+    build,
     event_value,
     message,
+    serve_settings,
+    stream,
 )
-
-NOW_MS = 1_800_000_000_000
-
-
-def settings(**env: str) -> Settings:
-    base = {"METRICS__ENABLED": "false", "TOPICS__ACCESS_EVENTS": "events",
-            "TOPICS__WARM_COMMANDS": "warm", "TOPICS__DEAD_LETTER": "dlq",
-            "BATCH__CHECKPOINT_INTERVAL_S": "600", "BATCH__MAX_DELAY_MS": "60000"}
-    return load_settings(None, {f"STREAM_WARMER_{k}": v for k, v in (base | env).items()})
-
-
-def build(messages: list, strategy: PlusOne | None = None, clock: FakeClock | None = None,
-          source=None, **env: str):  # type: ignore[no-untyped-def]
-    log: list[str] = []
-    consumer, producer, client = FakeConsumer(log, messages), FakeProducer(log), FakeRedis(log)
-    strategy = strategy or PlusOne()
-    app = ServeApp(settings(**env), strategy, clients=FakeClients(consumer, producer, client),
-                   clock=clock or FakeClock(), wall_ms=lambda: NOW_MS, strategy_source=source)
-    return app, log, consumer, producer, client, strategy
-
-
-def stream() -> list:
-    acme = [message(0, i, event_value("acme", str(i + 1), NOW_MS)) for i in range(5)]
-    globex = [message(1, i, event_value("globex", str(i + 10), NOW_MS), key=b"globex")
-              for i in range(3)]
-    return acme + globex
 
 
 def test_checkpoint_writes_redis_then_flushes_the_producer_then_commits() -> None:
@@ -68,20 +41,22 @@ def test_checkpoint_writes_redis_then_flushes_the_producer_then_commits() -> Non
 
 def test_revoke_commits_without_inference_and_drops_the_partition() -> None:
     calls = {"n": 0}
+    during: list[str] = []
 
     def revoke_on_second_poll(consumer: FakeConsumer) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
+            before = len(consumer.log)
             consumer.revoke([1])
+            during.extend(consumer.log[before:])
 
     messages = [message(0, 0, event_value("acme", "1", NOW_MS)),
                 message(1, 0, event_value("globex", "10", NOW_MS), key=b"globex")]
-    app, log, consumer, _producer, _client, strategy = build(messages, clock=FakeClock(step=0.01))
+    app, _log, consumer, _producer, _client, strategy = build(messages, clock=FakeClock(step=0.01))
     consumer.before_consume = revoke_on_second_poll
     app.run(idle_timeout_s=0.05)
 
-    first_commit = log.index("commit")
-    assert "redis.execute" not in log[:first_commit]  # nothing predicted in the callback
+    assert "redis.execute" not in during and "store" not in during  # no inference in it
     assert strategy.forgotten == ["globex", "acme"]  # acme only when close() revokes all
     assert strategy.predicted == [["1"]]  # only acme, at shutdown
     assert consumer.committed == {0: 1}  # globex's event is re-handled by the next owner
@@ -178,38 +153,14 @@ def test_failed_deliveries_stop_the_app_before_it_commits() -> None:
     assert consumer.committed == {}
 
 
-class AsyncCommitConsumer(FakeConsumer):
-    """Records whether each commit waited for the broker."""
-
-    def commit(self, asynchronous: bool = True) -> None:
-        self.committed.update(self.stored)
-        self.log.append("commit-async" if asynchronous else "commit")
-
-
-def test_interval_checkpoints_commit_asynchronously_shutdown_waits() -> None:
-    log: list[str] = []
-    consumer = AsyncCommitConsumer(log, stream())
-    producer, client = FakeProducer(log), FakeRedis(log)
-    app = ServeApp(settings(BATCH__CHECKPOINT_INTERVAL_S="1", BATCH__MAX_DELAY_MS="5"),
-                   PlusOne(), clients=FakeClients(consumer, producer, client),
-                   clock=FakeClock(step=0.01), wall_ms=lambda: NOW_MS)
-    app.run(idle_timeout_s=3.0)
-
-    commits = [entry for entry in log if entry.startswith("commit")]
-    assert commits.count("commit-async") >= 2  # each interval, without waiting
-    assert commits[-1] == "commit"  # the final checkpoint waits for the broker
-    first_async = log.index("commit-async")
-    assert log.index("producer.flush") < first_async  # side effects first, as before
-    assert consumer.committed == {0: 5, 1: 3}
-
-
 def test_consumer_fetches_in_batches_bounded_in_time_and_extra_wins() -> None:
     from stream_warmer.serve.wiring import consumer_conf
 
-    conf = consumer_conf(settings(BATCH__FETCH_MIN_BYTES="1000", BATCH__FETCH_MAX_WAIT_MS="7"))
+    conf = consumer_conf(serve_settings(BATCH__FETCH_MIN_BYTES="1000",
+                                        BATCH__FETCH_MAX_WAIT_MS="7"))
     assert (conf["fetch.min.bytes"], conf["fetch.wait.max.ms"]) == (1000, 7)
     assert conf["enable.auto.commit"] is False and callable(conf["on_commit"])
-    tuned = consumer_conf(settings(KAFKA__EXTRA='{"fetch.wait.max.ms": "50"}'))
+    tuned = consumer_conf(serve_settings(KAFKA__EXTRA='{"fetch.wait.max.ms": "50"}'))
     assert tuned["fetch.wait.max.ms"] == "50"  # operators keep the last word
 
 
@@ -306,3 +257,47 @@ def test_a_prediction_the_batch_already_answered_is_not_written() -> None:
     assert warmed == ["13", "6"]
     text = app.metrics.render().decode()
     assert 'stream_warmer_warm_dropped_total{reason="answered"} 6.0' in text
+
+
+def test_the_group_is_cooperative_by_default_and_extra_may_not_change_it() -> None:
+    from stream_warmer.errors import ConfigError
+    from stream_warmer.serve.wiring import consumer_conf
+    from stream_warmer.settings import load_settings
+
+    assert consumer_conf(serve_settings())["partition.assignment.strategy"] == (
+        "cooperative-sticky")
+    eager = serve_settings(KAFKA__PARTITION_ASSIGNMENT_STRATEGY="roundrobin")
+    assert consumer_conf(eager)["partition.assignment.strategy"] == "roundrobin"
+    for env in ({"STREAM_WARMER_KAFKA__PARTITION_ASSIGNMENT_STRATEGY": "sticky"},
+                {"STREAM_WARMER_KAFKA__EXTRA": '{"partition.assignment.strategy": "range"}'}):
+        with pytest.raises(ConfigError, match="STREAM_WARMER_KAFKA__"):
+            load_settings(None, env)
+
+
+def test_window_tenants_above_the_lstm_state_slots_are_refused_at_load() -> None:
+    from stream_warmer.errors import ConfigError
+    from stream_warmer.settings import load_settings
+
+    lstm = {"STREAM_WARMER_STRATEGY__NAME": "lstm"}
+    defaults = load_settings(None, lstm)  # the defaults agree
+    assert defaults.window.max_tenants <= defaults.model.max_state_slots
+    too_many = lstm | {"STREAM_WARMER_WINDOW__MAX_TENANTS": "100000"}
+    with pytest.raises(ConfigError, match=r"WINDOW__MAX_TENANTS.*100000.*MODEL__MAX_STATE_SLOTS"):
+        load_settings(None, too_many)
+    load_settings(None, too_many | {"STREAM_WARMER_MODEL__MAX_STATE_SLOTS": "100000"})
+    load_settings(None, {"STREAM_WARMER_WINDOW__MAX_TENANTS": "100000"})  # no LSTM: no slots
+
+
+def test_every_bounded_map_has_a_size_and_a_capacity_metric() -> None:
+    app, *_ = build(stream(), POLICY__MAX_PENDING="500", WINDOW__MAX_TENANTS="1000")
+    app.run(max_messages=8)
+
+    text = app.metrics.render().decode()
+    sizes = {"windows": 2, "batcher": 0, "policy_dedup": 2, "policy_budgets": 2,
+             "policy_pending": 0, "precision_outstanding": 2, "precision_tenants": 0}
+    for name, size in sizes.items():
+        assert f'stream_warmer_bounded_entries{{map="{name}"}} {size}.0' in text, name
+    assert 'stream_warmer_bounded_capacity{map="windows"} 1000.0' in text
+    assert 'stream_warmer_bounded_capacity{map="policy_pending"} 500.0' in text
+    assert 'stream_warmer_bounded_capacity{map="policy_dedup"} 1e+06' in text
+    assert "stream_warmer_precision_overflowed_total 0.0" in text

@@ -1,13 +1,18 @@
-"""Model store: content addressing, hash checks, registry (no services)."""
+"""Model store: content addressing, hash checks, registry, key space (no services)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from stream_warmer import warmqueue
 from stream_warmer.errors import ModelError
+from stream_warmer.events import valid_tenant
 from stream_warmer.trainer.store import (
     Artifact,
     DirStore,
@@ -15,7 +20,7 @@ from stream_warmer.trainer.store import (
     manifest_bytes,
     sha256_hex,
 )
-from stream_warmer.trainer.updates import ModelUpdate
+from stream_warmer.trainer.updates import ModelUpdate, encode_update
 from tests.unit.trainer_fakes import delta_artifact
 
 
@@ -75,12 +80,104 @@ def test_redis_key_layout() -> None:
     fake = FakeRedis()
     store = RedisStore(fake, "pfx")
     update = update_for(store, delta_artifact(3))
-    key = f"pfx:model:sha256:{update.sha256}"
+    store.register(update)
+    key = f"pfx::model:sha256:{update.sha256}"
     assert update.artifact == f"redis:{key}"
     assert fake.data[key] == delta_artifact(3).weights
-    assert fake.data[f"pfx:model:manifest:sha256:{update.manifest_sha256}"] == manifest_bytes(
+    assert fake.data[f"pfx::model:manifest:sha256:{update.manifest_sha256}"] == manifest_bytes(
         delta_artifact(3).manifest
     )
+    assert set(fake.data) == {
+        key,
+        f"pfx::model:manifest:sha256:{update.manifest_sha256}",
+        "pfx::model:versions:m",
+    }
+
+
+def _stored_keys(prefix: str) -> list[str]:
+    """Every key a Redis store writes for one published, registered version."""
+    from stream_warmer.trainer.signing import ManifestSigner
+
+    fake = FakeRedis()
+    store = RedisStore(fake, prefix, ManifestSigner(b"k" * 16))
+    art = delta_artifact(3)
+    signable = Artifact(art.weights, {**art.manifest, "sha256": sha256_hex(art.weights)})
+    store.register(update_for(store, signable))
+    assert len(fake.data) == 4  # weights, manifest, signature, registry
+    return list(fake.data)
+
+
+def _tenant_keys(prefix: str, tenant: str) -> set[str]:
+    return {
+        warmqueue.queue_key(prefix, tenant),
+        warmqueue.expiry_key(prefix, tenant),
+        warmqueue.marker_key(prefix, tenant, "sha256"),
+        warmqueue.tenants_key(prefix),
+        warmqueue.wake_key(prefix),
+    }
+
+
+@pytest.mark.parametrize("tenant", ["model", "MODEL", "models", "model.v1", "-", ".", "sw"])
+def test_a_tenant_named_model_cannot_reach_the_store(tenant: str) -> None:
+    # the store used to live under {prefix}:model:..., inside tenant "model"'s keys
+    assert valid_tenant(tenant)
+    for key in _stored_keys("sw"):
+        assert not key.startswith(f"sw:{tenant}:"), key
+        assert key not in _tenant_keys("sw", tenant)
+
+
+@given(
+    prefix=st.from_regex(r"[A-Za-z0-9._-]{1,32}", fullmatch=True),
+    tenant=st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True),
+)
+def test_no_valid_tenant_shares_a_key_prefix_with_the_store(prefix: str, tenant: str) -> None:
+    keys = _stored_keys(prefix)
+    for key in keys:
+        # a tenant's keys are {prefix}:{tenant}:...; the store's segment after the
+        # prefix is empty, which no valid tenant is
+        assert key.startswith(f"{prefix}::model:")
+        assert not valid_tenant(key.split(":")[1])
+        assert not key.startswith(f"{prefix}:{tenant}:")
+        assert key not in _tenant_keys(prefix, tenant)
+
+
+def _legacy_put(fake: FakeRedis, prefix: str, art: Artifact, update: ModelUpdate) -> None:
+    """Move an artifact to the layout before the store left the tenant key space."""
+    raw = manifest_bytes(art.manifest)
+    fake.data = {
+        f"{prefix}:model:sha256:{update.sha256}": art.weights,
+        f"{prefix}:model:manifest:sha256:{update.manifest_sha256}": raw,
+    }
+
+
+def test_old_key_layout_is_still_read_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeRedis()
+    store = RedisStore(fake, "pfx")
+    art = delta_artifact(3)
+    update = update_for(store, art)
+    _legacy_put(fake, "pfx", art, update)
+    fake.hset("pfx:model:versions:m", "v1", encode_update(update))
+    with caplog.at_level(logging.WARNING, logger="stream_warmer.trainer.store"):
+        assert store.fetch(update).manifest == art.manifest
+        assert store.versions("m") == [update]
+    assert "old key layout" in caplog.text
+    fake.data[f"pfx:model:sha256:{update.sha256}"] = delta_artifact(4).weights
+    with pytest.raises(ModelError, match="weights hash mismatch"):
+        store.fetch(update)  # the old layout is hash-checked like the new one
+    store.put(art)  # a new write goes to the new layout only
+    assert store.fetch(update).weights == art.weights
+    assert f"pfx::model:sha256:{update.sha256}" in fake.data
+
+
+def test_old_layout_registry_is_merged_and_the_new_entry_wins() -> None:
+    fake = FakeRedis()
+    store = RedisStore(fake, "pfx")
+    old = update_for(store, delta_artifact(3), "v1", created=10)
+    newer = update_for(store, delta_artifact(4), "v2", created=20)
+    fake.hset("pfx:model:versions:m", "v1", encode_update(old))
+    fake.hset("pfx:model:versions:m", "v2", b"stale")
+    store.register(newer)
+    assert store.versions("m") == [old, newer]
 
 
 def test_tampered_weights_rejected(store: Any) -> None:
@@ -124,8 +221,10 @@ def test_legacy_manifest_location_still_read(store: Any) -> None:
         store.manifest_path(update.manifest_sha256).unlink()
         store.path(update.sha256).with_suffix(".manifest.json").write_bytes(raw)
     else:
-        del store._redis.data[store.manifest_key(update.manifest_sha256)]
-        store._redis.data[store.key(update.sha256) + ":manifest"] = raw
+        store._redis.data = {
+            f"pfx:model:sha256:{update.sha256}": art.weights,
+            f"pfx:model:sha256:{update.sha256}:manifest": raw,
+        }
     assert store.fetch(update).manifest == art.manifest
 
 

@@ -178,3 +178,12 @@ def test_gate_holds_the_candidate_to_the_reference_warm_budget() -> None:
 def test_gate_needs_a_holdout() -> None:
     with pytest.raises(ValueError, match="held-out"):
         run_gate([], DeltaStrategy(3), None, {}, k=1, fracs=(0.1,), margin=0.0)
+
+
+def test_declared_vocab_version_is_the_manifests_or_a_hash_of_its_vocab() -> None:
+    from stream_warmer.trainer.artifact import declared_vocab_version
+
+    assert declared_vocab_version({"vocab_version": "abc", "vocab": ["x"]}) == "abc"
+    hashed = declared_vocab_version({"vocab": ["x", "y"]})
+    assert len(hashed) == 16 and hashed == declared_vocab_version({"vocab": ["x", "y"]})
+    assert declared_vocab_version({}) == "none"

@@ -13,6 +13,7 @@ from stream_warmer.settings import KafkaSettings, StrategySettings, TrainerSetti
 from stream_warmer.trainer.buffer import EventBuffer
 from stream_warmer.trainer.publish import ModelPublisher
 from stream_warmer.trainer.rounds import TrainingRound
+from stream_warmer.trainer.signing import ManifestSigner, SignatureError
 from stream_warmer.trainer.store import Artifact, DirStore
 from stream_warmer.trainer.updates import ModelUpdate
 from stream_warmer.trainer.watcher import ModelWatcher
@@ -107,6 +108,65 @@ def test_nan_check_sees_every_tensor() -> None:
     with pytest.raises(ModelError, match="'b'"):
         check_weights(weights)
     assert check_weights(save({"a": torch.zeros(2, 3)})) == {"a": (2, 3)}
+
+
+def _rejections(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"result": "rejected", "reason": reason}
+    return REGISTRY.get_sample_value("stream_warmer_model_updates_total", labels) or 0.0
+
+
+def test_a_replica_with_a_key_rejects_unsigned_and_wrongly_signed_versions(
+    tmp_path: Path,
+) -> None:
+    trainer = MemPublisher(DirStore(tmp_path, ManifestSigner(b"t" * 16)))
+    good = trainer.publish(delta_artifact(3), {}, 1_000)
+    replica = DirStore(tmp_path, ManifestSigner(b"t" * 16))
+    watcher = ModelWatcher(KafkaSettings(), "updates", "m", replica, load_delta)
+    assert watcher.apply(good) and watcher.strategy_source() is not None
+    before = _rejections("unsigned"), _rejections("bad_signature")
+    unsigned = MemPublisher(DirStore(tmp_path)).publish(delta_artifact(4), {}, 2_000)
+    forged = MemPublisher(DirStore(tmp_path, ManifestSigner(b"x" * 16)))
+    wrong_key = forged.publish(delta_artifact(5), {}, 3_000)
+    assert not watcher.apply(unsigned)
+    assert not watcher.apply(wrong_key)
+    assert [v for v, _r in watcher.rejected] == [unsigned.version, wrong_key.version]
+    assert "unsigned" in watcher.rejected[0][1] and "bad signature" in watcher.rejected[1][1]
+    assert (_rejections("unsigned"), _rejections("bad_signature")) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
+    assert watcher.current == good and watcher.strategy_source() is None
+
+
+def test_without_a_key_signed_and_unsigned_versions_load(tmp_path: Path) -> None:
+    signed = MemPublisher(DirStore(tmp_path, ManifestSigner(b"t" * 16)))
+    watcher = ModelWatcher(KafkaSettings(), "updates", "m", DirStore(tmp_path), load_delta)
+    assert watcher.apply(signed.publish(delta_artifact(3), {}, 1_000))
+    assert watcher.apply(MemPublisher(DirStore(tmp_path)).publish(delta_artifact(4), {}, 2_000))
+
+
+def test_rollback_with_a_key_refuses_an_unsigned_version(tmp_path: Path) -> None:
+    old = MemPublisher(DirStore(tmp_path)).publish(delta_artifact(3), {}, 1_000)
+    keyed = MemPublisher(DirStore(tmp_path, ManifestSigner(b"t" * 16)))
+    signed = keyed.publish(delta_artifact(4), {}, 2_000)
+    with pytest.raises(SignatureError, match="unsigned"):
+        keyed.rollback(old.version)
+    assert keyed.topic == [signed]
+    again = keyed.publish(delta_artifact(5), {}, 3_000)
+    assert keyed.rollback(signed.version) == signed  # the registered, signed update as is
+    assert keyed.topic == [signed, again, signed]
+
+
+def test_update_fields_must_match_the_manifest(
+    publisher: MemPublisher, watcher: ModelWatcher
+) -> None:
+    update = publisher.publish(delta_artifact(3), {}, 1_000)
+    fields = {f: getattr(update, f) for f in update.__struct_fields__}
+    assert not watcher.apply(ModelUpdate(**{**fields, "vocab_version": "other"}))
+    assert "vocab_version" in watcher.rejected[-1][1]
+    assert watcher.apply(update)
 
 
 def _round(publisher: MemPublisher, margin: float = 0.0) -> TrainingRound:
