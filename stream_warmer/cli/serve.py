@@ -43,6 +43,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     app = ServeApp(
         settings, strategy, strategy_source=watcher.strategy_source if watcher else None
     )
+    if watcher is not None:
+        from stream_warmer.trainer.metrics import WATCHER_METRICS
+
+        app.metrics.include(WATCHER_METRICS)
     try:
         stats = app.run(max_messages=args.max_messages, idle_timeout_s=args.idle_timeout)
     finally:

@@ -8,7 +8,7 @@ cost of metrics is nil.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
@@ -102,6 +103,11 @@ class ServeMetrics:
             self.model_precision.clear()
             self.model_precision.labels(precision).set(1)
         self.precision_agreement.set(agreement)
+
+    def include(self, collectors: Iterable[Collector]) -> None:
+        """Show metrics kept elsewhere (the model watcher's) on this app's ``/metrics``."""
+        for collector in collectors:
+            self.registry.register(collector)
 
     def render(self) -> bytes:
         """The text exposition of this registry."""

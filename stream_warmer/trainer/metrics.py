@@ -43,3 +43,6 @@ MODEL_SERVING = Gauge(
     "1 for the model version this process serves",
     ["name", "version"],
 )
+
+# the model watcher's metrics: each serve replica shows them on its own /metrics too
+WATCHER_METRICS = (MODEL_UPDATES, MODEL_LOAD_SECONDS, MODEL_SERVING)

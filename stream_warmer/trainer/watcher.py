@@ -20,15 +20,26 @@ any failure the version is rejected with a log line and
 ``stream_warmer_model_updates_total{result="rejected",reason=...}`` (``unsigned``,
 ``bad_signature``, ``store_unavailable`` or ``invalid``), and the model already
 serving stays.
+
+A store that cannot deliver the artifact (Redis unreachable, a store directory that
+cannot be read: the volume is gone) says nothing about the version, so that rejection
+is not final: the version waits as the pending retry and is fetched again with
+jittered exponential backoff (``retry_first_s`` doubled per failure, at most
+``retry_max_s``; each failed attempt is counted as a ``store_unavailable`` rejection)
+until it loads. A newer record on the topic (a rollback included) replaces the pending
+retry; a version that is bad in itself (hash, signature, shapes) is never retried.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from stream_warmer.backoff import jittered_s
 from stream_warmer.errors import ModelError, SinkUnavailableError, StreamWarmerError
 from stream_warmer.settings import KafkaSettings
 from stream_warmer.strategies.base import WarmingStrategy
@@ -86,6 +97,43 @@ def rejection_reason(exc: Exception) -> str:
     return "store_unavailable" if isinstance(exc, SinkUnavailableError) else "invalid"
 
 
+class FetchRetry:
+    """The newest version the store could not deliver, and when to fetch it again."""
+
+    def __init__(self, first_s: float, max_s: float, clock: Callable[[], float],
+                 rng: random.Random | None = None) -> None:
+        self._first_s, self._max_s, self._clock = first_s, max(first_s, max_s), clock
+        self._rng = rng or random.Random()
+        self.update: ModelUpdate | None = None
+        self.failures = 0  # failed fetches of ``update``
+        self._at = 0.0
+
+    def failed(self, update: ModelUpdate) -> float | None:
+        """``update`` could not be fetched: schedule it; return the wait (``None`` when
+        another version is pending: catching up goes newest first, the newest stays)."""
+        if self.update is None:
+            self.update, self.failures = update, 0
+        elif _same(self.update, update):
+            self.failures += 1
+        else:
+            return None
+        wait = jittered_s(self.failures, self._first_s, self._max_s, self._rng)
+        self._at = self._clock() + wait
+        return wait
+
+    def due(self) -> ModelUpdate | None:
+        """The pending version once its wait has passed."""
+        return self.update if self.update is not None and self._clock() >= self._at else None
+
+    def clear(self) -> None:
+        """Nothing to retry: the version loaded, or a newer record replaced it."""
+        self.update, self.failures = None, 0
+
+
+def _same(a: ModelUpdate, b: ModelUpdate) -> bool:
+    return (a.version, a.sha256) == (b.version, b.sha256)
+
+
 class ModelWatcher:
     """Background reader of ``model-updates`` exposing ``strategy_source()``."""
 
@@ -98,6 +146,9 @@ class ModelWatcher:
         load: LoadFn,
         *,
         retry_s: float = 2.0,
+        retry_first_s: float = 0.5,
+        retry_max_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka = kafka
         self._topic = topic
@@ -114,6 +165,7 @@ class ModelWatcher:
         self._thread: threading.Thread | None = None
         self.current: ModelUpdate | None = None
         self.rejected: list[tuple[str, str]] = []  # (version, reason), newest last
+        self.retry = FetchRetry(retry_first_s, retry_max_s, clock)
 
     def start(self) -> None:
         """Start the watcher thread (idempotent)."""
@@ -166,6 +218,7 @@ class ModelWatcher:
         consumer = Consumer(reader_config(self._kafka))
         try:
             highs = assign_from_start(consumer, self._topic, timeout_s=10.0)
+            self.retry.clear()  # the topic is read again: its newest record decides
             for update in reversed(self._catch_up(consumer, highs)):
                 if self.apply(update):  # newest first; an older good one if it is bad
                     break
@@ -173,7 +226,9 @@ class ModelWatcher:
             while not self._stop.is_set():
                 latest = self._next(consumer, timeout_s=0.2)
                 if latest is not None:
-                    self.apply(latest)
+                    self.receive(latest)
+                else:
+                    self.retry_due()
         finally:
             consumer.close()
 
@@ -205,25 +260,46 @@ class ModelWatcher:
             return None
         return update
 
+    def receive(self, update: ModelUpdate) -> bool:
+        """A record read live: it is the newest word, so it replaces any pending retry."""
+        self.retry.clear()
+        return self.apply(update)
+
+    def retry_due(self) -> bool:
+        """Fetch the version the store could not deliver again, once its wait has passed."""
+        update = self.retry.due()
+        return update is not None and self.apply(update)
+
     def apply(self, update: ModelUpdate) -> bool:
         """Fetch, check and load ``update``; on success queue it for the swap."""
         current = self.current
-        if current is not None and (current.version, current.sha256) == (
-            update.version,
-            update.sha256,
-        ):
+        if current is not None and _same(current, update):
             m.MODEL_UPDATES.labels("same", "").inc()
             return False
         started = time.perf_counter()
         try:
-            artifact = self._store.fetch(update)
+            artifact = self._fetch(update)
             check_artifact(artifact, update)
             strategy = self._load(artifact, update.version)
         except Exception as exc:  # any bad artifact: reject it, keep the serving model
             self._reject(update, exc)
             return False
+        pending = self.retry.update
+        if pending is not None and _same(pending, update):
+            self.retry.clear()
         self._accept(update, strategy, time.perf_counter() - started)
         return True
+
+    def _fetch(self, update: ModelUpdate) -> Artifact:
+        try:
+            return self._store.fetch(update)
+        except ModelError as exc:
+            if not isinstance(exc.__cause__, OSError):
+                raise
+            # a store directory that cannot be read (its volume gone): the store is down,
+            # the version may be fine
+            msg = f"model store unavailable: {exc}"
+            raise SinkUnavailableError(msg) from exc
 
     def _accept(self, update: ModelUpdate, strategy: WarmingStrategy, seconds: float) -> None:
         with self._lock:
@@ -251,6 +327,11 @@ class ModelWatcher:
         del self.rejected[:-100]
         label = rejection_reason(exc)
         m.MODEL_UPDATES.labels("rejected", label).inc()
+        retry_s = None
+        if label == "store_unavailable":
+            retry_s = self.retry.failed(update)
+        elif self.retry.update is not None and _same(self.retry.update, update):
+            self.retry.clear()  # fetched at last, and bad in itself: final
         log.error(
             "model version rejected; keeping the serving model",
             extra={
@@ -258,5 +339,6 @@ class ModelWatcher:
                 "rejection": label,
                 "reason": reason,
                 "serving": self.current.version if self.current else None,
+                "retry_in_s": None if retry_s is None else round(retry_s, 3),
             },
         )

@@ -1,16 +1,31 @@
-"""Helpers of the serve integration tests: settings from env, producing, reading back."""
+"""Helpers of the serve integration tests: settings from env, producing, reading back,
+a private redis-server, and the CLI as a subprocess (start, scrape /metrics, stop)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import msgspec
+import pytest
+import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from stream_warmer.demo import free_port
 from stream_warmer.events import AccessEvent, encode
 from stream_warmer.settings import Settings, load_settings
+from tests.conftest import IN_CI
+from tests.traces import REPO
+
+__all__ = ["free_port"]  # re-exported for the tests that start their own servers
 
 
 def serve_env(kafka: str, redis_url: str, group: str, topics: dict[str, str], prefix: str,
@@ -120,3 +135,91 @@ def delete_group(kafka: str, group: str) -> None:
             fut.result(timeout=10)
     except Exception:  # best effort cleanup
         pass
+
+
+class OwnRedis:
+    """A private redis-server we may stop and start (append-only file, fsync always, so
+    what was written before a stop survives the restart)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=0.5).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "own redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def require_redis_server() -> None:
+    """Skip without ``redis-server`` (Debian's ``redis-server`` package); fail under CI."""
+    if shutil.which("redis-server") is not None:
+        return
+    msg = "redis-server is not installed (apt-get install redis-server)"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def start_command(name: str, env: dict[str, str], logs: Path, *args: str,
+                  log: str | None = None) -> subprocess.Popen[bytes]:
+    """``python -m stream_warmer <name> <args>`` with ``env`` added; output to
+    ``logs/<log or name>.log``."""
+    with (logs / f"{log or name}.log").open("wb") as out:  # the child keeps its own fd
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_warmer", name, *args],
+            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (a graceful stop), SIGKILL after 30 s; the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of the samples ``name`` (with these labels) on ``/metrics``; -1 if no answer."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1.0
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def wait_for(cond: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.2
+             ) -> None:
+    """Poll ``cond`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every_s)

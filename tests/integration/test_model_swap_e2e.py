@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ import pytest
 import redis
 
 from stream_warmer.data import SAMPLE_TRACE
-from stream_warmer.demo import free_port
 from stream_warmer.evaluation.traces import read_trace
 from stream_warmer.replay import replay
 from stream_warmer.settings import load_settings
@@ -40,9 +36,14 @@ from stream_warmer.trainer.updates import ModelUpdate, read_updates
 from tests.integration.serve_helpers import (
     committed,
     delete_group,
+    free_port,
     high_watermarks,
+    metric,
     read_all,
     serve_env,
+    start_command,
+    stop_process,
+    wait_for,
 )
 from tests.traces import REPO
 
@@ -93,43 +94,6 @@ def live(
     delete_group(kafka_bootstrap, trainer_group)
 
 
-def _start(name: str, env: dict[str, str], logs: Path, *args: str) -> subprocess.Popen[bytes]:
-    with (logs / f"{name}.log").open("wb") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_warmer", name, *args],
-            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-def _metric(port: int, name: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return -1.0
-    return sum(s.value for f in text_string_to_metric_families(text)
-               for s in f.samples if s.name == name)
-
-
-def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def _replay(live: dict[str, Any], start: int, n: int, rate: float | None = None) -> int:
     events = itertools.islice(read_trace(live["trace"]), start, start + n)
     return replay(events, {"bootstrap.servers": live["kafka"]}, live["topics"]["events"], rate)
@@ -151,28 +115,28 @@ def _published(live: dict[str, Any]) -> list[ModelUpdate]:
 
 
 def test_train_publishes_and_serve_swaps_through_the_commands(live: dict[str, Any]) -> None:
-    serve = _start("serve", live["envs"]["serve"], live["logs"])
-    train = _start("train", live["envs"]["train"], live["logs"], "--max-rounds", "1")
+    serve = start_command("serve", live["envs"]["serve"], live["logs"])
+    train = start_command("train", live["envs"]["train"], live["logs"], "--max-rounds", "1")
     port = live["port"]
     try:
-        _wait(lambda: _metric(port, "stream_warmer_events_total") >= 0, 30, "serve /metrics")
+        wait_for(lambda: metric(port, "stream_warmer_events_total") >= 0, 30, "serve /metrics")
         assert _replay(live, 0, FIRST) == FIRST
-        _wait(lambda: train.poll() is not None, 75, "the trainer's round")
+        wait_for(lambda: train.poll() is not None, 75, "the trainer's round")
         train_log = (live["logs"] / "train.log").read_text()
         assert train.returncode == 0, train_log[-3000:]
         updates = _published(live)
         assert len(updates) == 1, train_log[-3000:]
         version = updates[0].version
         assert updates[0].metrics["gate_passed"] is True
-        _wait(lambda: _metric(port, "stream_warmer_strategy_swaps_total") >= 1, 20, "the swap")
+        wait_for(lambda: metric(port, "stream_warmer_strategy_swaps_total") >= 1, 20, "the swap")
         # paced, so that the warmer predicts often (unpaced, whole polls coalesce)
         assert _replay(live, FIRST, SECOND, rate=1500) == SECOND
         total = FIRST + SECOND
-        _wait(lambda: _metric(port, "stream_warmer_events_total") >= total, 30, "consumption")
-        warms = int(_metric(port, "stream_warmer_warm_commands_total"))
+        wait_for(lambda: metric(port, "stream_warmer_events_total") >= total, 30, "consumption")
+        warms = int(metric(port, "stream_warmer_warm_commands_total"))
         _model_commands(live, version)
     finally:
-        train_rc, serve_rc = _stop(train), _stop(serve)
+        train_rc, serve_rc = stop_process(train), stop_process(serve)
     serve_log = (live["logs"] / "serve.log").read_text()
     assert serve_rc == 0 and "serve finished" in serve_log, serve_log[-3000:]
     assert train_rc == 0
@@ -217,8 +181,8 @@ def _model_commands(live: dict[str, Any], v1: str) -> None:
     publisher = ModelPublisher(store, s.kafka, s.topics.model_updates, s.model.name)
     first = publisher.find(v1)
     v2 = publisher.publish(store.fetch(first), {}, first.created_at + 60_000).version
-    _wait(lambda: _metric(port, "stream_warmer_strategy_swaps_total") >= 2, 20, "swap to v2")
+    wait_for(lambda: metric(port, "stream_warmer_strategy_swaps_total") >= 2, 20, "swap to v2")
     assert f"rolled back {s.model.name}: {v2} -> {v1}" in _cli(live, "rollback", v1).stdout
-    _wait(lambda: _metric(port, "stream_warmer_strategy_swaps_total") >= 3, 20, "the rollback")
+    wait_for(lambda: metric(port, "stream_warmer_strategy_swaps_total") >= 3, 20, "the rollback")
     assert [u.version for u in _published(live)][-1] == v1
     assert f"* {v1}" in _cli(live, "list").stdout

@@ -39,17 +39,20 @@ from stream_warmer.settings import RedisSettings
 from stream_warmer.strategies import build_baseline
 from stream_warmer.warmqueue import QUEUE_GRACE_MS, QueueEntry, expiry_key, marker_key, queue_key
 from tests.integration.serve_helpers import (
+    OwnRedis,
     committed,
     delete_group,
     event_bytes,
+    free_port,
     high_watermarks,
     now_ms,
     produce,
     read_all,
+    require_redis_server,
     serve_env,
     settings_from,
 )
-from tests.integration.test_serve_redis_outage import OwnRedis, free_port, require_redis_server
+from tests.reliability.conftest import Report, reliability  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 PREFIX = "sw"
@@ -249,9 +252,11 @@ def test_a_key_of_the_wrong_type_is_a_bug_and_raises(
 
 
 # ---------------------------------------------------------------------- serve through a failover
+@pytest.mark.reliability
 def test_serve_pauses_through_a_failover_and_loses_nothing(
     kafka_bootstrap: str, server: OwnRedis, admin: redis.Redis,
     topic_factory: Callable[..., str], unique: Callable[[str], str],
+    reliability: Report,  # noqa: F811  (the fixture imported from tests/reliability)
 ) -> None:
     topics = {"events": topic_factory("events", 2), "warm": topic_factory("warm", 1),
               "dlq": topic_factory("dlq", 1)}
@@ -285,10 +290,20 @@ def test_serve_pauses_through_a_failover_and_loses_nothing(
     pipe = admin.pipeline(transaction=False)
     for i in range(total):
         pipe.zscore(f"{PREFIX}:t{i}:queue", str(i + 1))
-    assert [i for i, score in enumerate(pipe.execute()) if score is None] == []
+    not_queued = [i for i, score in enumerate(pipe.execute()) if score is None]
+    assert not_queued == []
     produced = {(r[1]["tenant"], r[1]["key"]) for r in read_all(kafka_bootstrap, topics["warm"],
                                                                 total)}
-    assert {(f"t{i}", str(i + 1)) for i in range(total)} <= produced
+    not_produced = {(f"t{i}", str(i + 1)) for i in range(total)} - produced
+    assert not_produced == set()
     ends = high_watermarks(kafka_bootstrap, topics["events"], 2)
-    assert committed(kafka_bootstrap, group, topics["events"], 2) == ends
+    done = committed(kafka_bootstrap, group, topics["events"], 2)
+    assert done == ends
     delete_group(kafka_bootstrap, group)
+    unprocessed = sum(end - max(done[p], 0) for p, end in ends.items())
+    reliability(load=f"{total:,} events in batches of 200 every 0.1 s, 2 partitions, "
+                     "real serve (nextkey, in-process)",
+                faults=f"Redis failover to a replica (READONLY) mid-run and back; serve "
+                       f"paused and resumed, {app.stats.rehandled:,} events re-handled "
+                       "(OOM and BUSY: sink- and loader-level tests in the same file)",
+                lost=unprocessed + len(set(not_queued) | {int(t[1:]) for t, _k in not_produced}))

@@ -8,9 +8,6 @@ on the PATH the test skips locally and fails under ``CI=true`` (like the service
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,68 +18,20 @@ import redis
 
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.strategies import build_baseline
-from tests.conftest import IN_CI
 from tests.integration.serve_helpers import (
+    OwnRedis,
     committed,
     delete_group,
     event_bytes,
     high_watermarks,
     produce,
+    require_redis_server,
     serve_env,
     settings_from,
 )
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A private redis-server we may stop and start."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=self.port, socket_timeout=0.5).ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "own redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-
-def require_redis_server() -> None:
-    """Skip without ``redis-server`` (Debian's ``redis-server`` package); fail under CI."""
-    if shutil.which("redis-server") is not None:
-        return
-    msg = "redis-server is not installed (apt-get install redis-server)"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save
 
+from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.settings import KafkaSettings, StrategySettings, TrainerSettings
 from stream_warmer.trainer.buffer import EventBuffer
 from stream_warmer.trainer.publish import ModelPublisher
 from stream_warmer.trainer.rounds import TrainingRound
 from stream_warmer.trainer.signing import ManifestSigner, SignatureError
-from stream_warmer.trainer.store import Artifact, DirStore
+from stream_warmer.trainer.store import Artifact, DirStore, ModelStore
 from stream_warmer.trainer.updates import ModelUpdate
 from stream_warmer.trainer.watcher import ModelWatcher
 from tests.unit.trainer_fakes import delta_artifact, load_delta, stride_events, train_delta
@@ -223,3 +224,132 @@ def test_rollback_republishes_a_registered_version(publisher: MemPublisher) -> N
 
     with pytest.raises(ModelError, match="no registered version"):
         publisher.rollback("nope")
+
+
+# ---------------------------------------------------------------------- store unavailable
+class FlakyStore:
+    """The publisher's store as a replica sees it: unreachable while ``down``."""
+
+    def __init__(self, inner: ModelStore) -> None:
+        self.inner, self.down, self.fetches = inner, False, 0
+
+    def fetch(self, update: ModelUpdate) -> Artifact:
+        self.fetches += 1
+        if self.down:
+            raise SinkUnavailableError("model store (Redis) unavailable: connection refused")
+        return self.inner.fetch(update)
+
+    def put(self, artifact: Artifact) -> Any:
+        return self.inner.put(artifact)
+
+    def register(self, update: ModelUpdate) -> None:
+        self.inner.register(update)
+
+    def versions(self, name: str) -> list[ModelUpdate]:
+        return self.inner.versions(name)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _flaky_watcher(publisher: MemPublisher) -> tuple[ModelWatcher, FlakyStore, Clock]:
+    store, clock = FlakyStore(publisher.store), Clock()
+    watcher = ModelWatcher(KafkaSettings(), "updates", "m", store, load_delta,
+                           retry_first_s=1.0, retry_max_s=4.0, clock=clock)
+    return watcher, store, clock
+
+
+def test_a_version_the_store_cannot_deliver_is_retried_until_it_loads(
+    publisher: MemPublisher,
+) -> None:
+    watcher, store, clock = _flaky_watcher(publisher)
+    v1 = publisher.publish(delta_artifact(3), {}, 1_000)
+    assert watcher.receive(v1) and watcher.strategy_source() is not None
+    store.down = True
+    v2 = publisher.publish(delta_artifact(4), {}, 2_000)
+    before = _rejections("store_unavailable")
+    assert not watcher.receive(v2)
+    assert _rejections("store_unavailable") == before + 1
+    assert watcher.retry.update == v2 and watcher.current == v1  # v1 keeps serving
+    assert watcher.strategy_source() is None
+    clock.now += 0.4  # the first wait is at least half of retry_first_s
+    assert not watcher.retry_due() and store.fetches == 2
+    for attempt in range(1, 6):  # each wait doubles, but never past retry_max_s
+        clock.now += 4.0
+        assert not watcher.retry_due()
+        assert store.fetches == 2 + attempt
+    assert _rejections("store_unavailable") == before + 6
+    store.down = False
+    clock.now += 4.0
+    assert watcher.retry_due()
+    assert watcher.current == v2 and watcher.retry.update is None
+    strategy = watcher.strategy_source()
+    assert strategy is not None and strategy.model_version == v2.version
+    clock.now += 60.0
+    assert not watcher.retry_due() and store.fetches == 8  # nothing left to retry
+
+
+def test_a_newer_record_replaces_the_retry_and_a_bad_version_is_never_retried(
+    publisher: MemPublisher,
+) -> None:
+    watcher, store, clock = _flaky_watcher(publisher)
+    assert watcher.receive(publisher.publish(delta_artifact(3), {}, 1_000))
+    store.down = True
+    v2 = publisher.publish(delta_artifact(4), {}, 2_000)
+    assert not watcher.receive(v2) and watcher.retry.update == v2
+    store.down = False
+    v3 = publisher.publish(delta_artifact(5), {}, 3_000)  # e.g. a rollback: the newest wins
+    assert watcher.receive(v3) and watcher.retry.update is None
+    clock.now += 60.0
+    assert not watcher.retry_due() and watcher.current == v3
+    broken = publisher.publish(delta_artifact(3, n=2), {}, 4_000)
+    assert not watcher.receive(broken) and watcher.retry.update is None
+    # fetched at last after an outage, but bad in itself: rejected for good
+    store.down = True
+    corrupt = publisher.publish(delta_artifact(6), {}, 5_000)
+    assert not watcher.receive(corrupt) and watcher.retry.update == corrupt
+    publisher.store.path(corrupt.sha256).write_bytes(delta_artifact(7).weights)
+    store.down = False
+    clock.now += 4.0
+    assert not watcher.retry_due()
+    assert watcher.retry.update is None and "hash mismatch" in watcher.rejected[-1][1]
+
+
+def test_an_unreadable_store_directory_is_an_unavailable_store(
+    publisher: MemPublisher, tmp_path: Path
+) -> None:
+    clock = Clock()
+    watcher = ModelWatcher(KafkaSettings(), "updates", "m", publisher.store, load_delta,
+                           retry_first_s=1.0, retry_max_s=4.0, clock=clock)
+    update = publisher.publish(delta_artifact(3), {}, 1_000)
+    unmounted = tmp_path.with_name(tmp_path.name + "-unmounted")
+    tmp_path.rename(unmounted)  # the shared volume is gone
+    try:
+        before = _rejections("store_unavailable"), _rejections("invalid")
+        assert not watcher.receive(update)
+        assert (_rejections("store_unavailable"), _rejections("invalid")) == (
+            before[0] + 1,
+            before[1],
+        )
+        assert watcher.retry.update == update
+    finally:
+        unmounted.rename(tmp_path)
+    clock.now += 4.0
+    assert watcher.retry_due() and watcher.current == update
+
+
+def test_serve_shows_the_watchers_metrics_on_its_own_page() -> None:
+    from stream_warmer.serve.metrics import ServeMetrics
+    from stream_warmer.trainer.metrics import MODEL_UPDATES, WATCHER_METRICS
+
+    metrics = ServeMetrics()
+    metrics.include(WATCHER_METRICS)
+    MODEL_UPDATES.labels("rejected", "unsigned").inc()
+    text = metrics.render().decode()
+    assert 'stream_warmer_model_updates_total{reason="unsigned",result="rejected"}' in text
+    assert "stream_warmer_model_serving_info" in text and "stream_warmer_events_total" in text
