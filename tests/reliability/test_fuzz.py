@@ -129,8 +129,11 @@ def test_serve_survives_any_mix_and_commits_to_the_end(reliability: Report) -> N
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.randoms(use_true_random=False), st.integers(1, 60), st.integers(0, 60))
-def _any_mix(rng: random.Random, good: int, bad: int) -> None:
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60), st.integers(0, 60))
+def _any_mix(seed: int, good: int, bad: int) -> None:
+    # the draws from the catalogue come from a seeded Random: its large blobs would
+    # exceed Hypothesis's entropy budget if drawn through it
+    rng = random.Random(seed)
     TRIED["streams"] += 1
     TRIED["records"] += bad
     records: list[tuple[bytes, str | None, str | None]] = []  # value, reason, warm
