@@ -211,6 +211,8 @@ def test_a_third_warmer_moves_only_some_partitions_and_the_others_keep_their_win
         _produce_by_partition(stack, _tenant_events(100, 3))
         _wait(lambda: _all_committed(stack), 60, "the first round committed")
         before = [set(a.rebalancer.owned) for a in apps]
+        # the first replica revoked half of its partitions when the second joined
+        revoked_before = [a.metrics.rebalances.labels("revoked")._value.get() for a in apps]
         for app, parts in zip(apps, before, strict=True):
             assert {_window_len(app, f"p{p}t{j}") for p in parts for j in range(TENANTS)} == {3}
 
@@ -227,7 +229,10 @@ def test_a_third_warmer_moves_only_some_partitions_and_the_others_keep_their_win
             kept = {_window_len(app, f"p{p}t{j}") for p in unmoved[i] for j in range(TENANTS)}
             assert kept == {5}  # 3 before the rebalance + 2 after: the state survived
             assert app._engine.windows.evicted["revoked"] == TENANTS * len(moved[i])
-            assert app.metrics.rebalances.labels("revoked")._value.get() == len(moved[i])
+            # counted (a cooperative join may also revoke and hand back a partition in
+            # passing, so the count can exceed what moved for good)
+            revoked = app.metrics.rebalances.labels("revoked")._value.get()
+            assert revoked - revoked_before[i] >= len(moved[i])
         third = {_window_len(apps[2], f"p{p}t{j}") for p in after[2] for j in range(TENANTS)}
         assert third == {2}  # rebuilt from the stream, from the committed offsets on
         # nothing lost, nothing handled twice, no replica holds offsets it does not own
