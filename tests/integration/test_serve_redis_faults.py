@@ -21,7 +21,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -48,7 +47,6 @@ from tests.integration.serve_helpers import (
     now_ms,
     produce,
     read_all,
-    require_redis_server,
     serve_env,
     settings_from,
 )
@@ -59,39 +57,30 @@ PREFIX = "sw"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[OwnRedis]:
-    require_redis_server()
-    own = OwnRedis(tmp_path)
-    own.start()
-    yield own
-    own.stop()
-
-
-@pytest.fixture
-def admin(server: OwnRedis) -> Iterator[redis.Redis]:
-    client = redis.Redis(port=server.port, socket_timeout=5)
+def admin(own_redis: OwnRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=own_redis.port, socket_timeout=5)
     yield client
     client.close()
 
 
 @pytest.fixture
-def sink(server: OwnRedis) -> Iterator[RedisSink]:
-    settings = RedisSettings(url=server.url, key_prefix=PREFIX, socket_timeout_s=1.0)
+def sink(own_redis: OwnRedis) -> Iterator[RedisSink]:
+    settings = RedisSettings(url=own_redis.url, key_prefix=PREFIX, socket_timeout_s=1.0)
     client = redis_client(settings)
     yield RedisSink(client, settings, dedup_ttl_ms=30_000)
     client.close()
 
 
 @pytest.fixture
-def queue(server: OwnRedis) -> Iterator[WarmQueue]:
-    client = redis_client(RedisSettings(url=server.url, socket_timeout_s=1.0))
+def queue(own_redis: OwnRedis) -> Iterator[WarmQueue]:
+    client = redis_client(RedisSettings(url=own_redis.url, socket_timeout_s=1.0))
     yield WarmQueue(client, PREFIX, max_block_s=0.1)
     client.close()
 
 
 @pytest.fixture
-def cache(server: OwnRedis) -> Iterator[RedisCache]:
-    client = redis_client(RedisSettings(url=server.url, socket_timeout_s=1.0))
+def cache(own_redis: OwnRedis) -> Iterator[RedisCache]:
+    client = redis_client(RedisSettings(url=own_redis.url, socket_timeout_s=1.0))
     yield RedisCache(client, "cache:{tenant}:{key}")
     client.close()
 
@@ -203,9 +192,9 @@ def test_a_full_redis_is_an_outage_and_loaders_still_drain_it(
 
 def test_a_busy_script_is_an_outage_for_serve_and_loader(
         sink: RedisSink, admin: redis.Redis, queue: WarmQueue, cache: RedisCache,
-        server: OwnRedis) -> None:
+        own_redis: OwnRedis) -> None:
     admin.config_set("lua-time-limit", "50")  # busy-reply-threshold in Redis 7
-    blocker = redis.Redis(port=server.port, socket_timeout=30)
+    blocker = redis.Redis(port=own_redis.port, socket_timeout=30)
     stuck = threading.Thread(target=_run_forever, args=(blocker,))
     stuck.start()
     try:
@@ -254,14 +243,14 @@ def test_a_key_of_the_wrong_type_is_a_bug_and_raises(
 # ---------------------------------------------------------------------- serve through a failover
 @pytest.mark.reliability
 def test_serve_pauses_through_a_failover_and_loses_nothing(
-    kafka_bootstrap: str, server: OwnRedis, admin: redis.Redis,
+    kafka_bootstrap: str, own_redis: OwnRedis, admin: redis.Redis,
     topic_factory: Callable[..., str], unique: Callable[[str], str],
     reliability: Report,  # noqa: F811  (the fixture imported from tests/reliability)
 ) -> None:
     topics = {"events": topic_factory("events", 2), "warm": topic_factory("warm", 1),
               "dlq": topic_factory("dlq", 1)}
     group = unique("serve")
-    env = serve_env(kafka_bootstrap, server.url, group, topics, PREFIX,
+    env = serve_env(kafka_bootstrap, own_redis.url, group, topics, PREFIX,
                     STRATEGY__NAME="nextkey", POLICY__STALE_AFTER_MS="600000",
                     BATCH__POLL_BATCH="100")
     settings = settings_from(env)

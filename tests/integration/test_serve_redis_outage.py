@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -25,22 +24,12 @@ from tests.integration.serve_helpers import (
     event_bytes,
     high_watermarks,
     produce,
-    require_redis_server,
     serve_env,
     settings_from,
 )
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    require_redis_server()
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_redis_outage_pauses_then_recovers_without_loss(
