@@ -134,15 +134,15 @@ def _mixed(offline: _Offline, strategy: str, delays: Sequence[float]) -> float:
 def _train_lstm(settings: Settings, events: Sequence[AccessEvent]) -> Artifact:
     """Train on the first half with the trainer's own code (as a trainer round does).
 
-    On ``model.cpu_threads`` torch threads, one when unset: this process also replays
-    the trace later, beside serve and the broker, and torch's default (one thread per
-    core) on a shared 2-core machine made a 83k-event round take 15+ minutes, not ~1.
+    On ``model.cpu_threads`` torch threads, one when unset (not the auto of
+    ``configure_torch_threads``): this process also replays the trace later, beside
+    serve and the broker, and torch's default (one thread per core) on a shared 2-core
+    machine made a 83k-event round take 15+ minutes, not ~1.
     """
-    import torch
-
+    from stream_warmer.model.runtime import configure_torch_threads
     from stream_warmer.trainer.lstm import lstm_trainer
 
-    torch.set_num_threads(settings.model.cpu_threads or 1)
+    configure_torch_threads(settings.model.cpu_threads or 1)
     started = time.monotonic()
     candidate = lstm_trainer(settings)(events[: len(events) // 2], None)
     log.info("bench live: lstm trained", extra={"s": round(time.monotonic() - started, 1),

@@ -19,6 +19,22 @@
    backlog builds (p99 ~570 ms) and drains; measured after the warm-up the same
    run's steady state is what a long-running deployment sees.
 
+Several strategies (``--strategy markov,lstm``) share one loaded topic and one
+ceiling (bare runs before the first pipeline and after the last); each gets its own
+pipeline run and latency step, one row each.
+
+``lstm``: before step 1 the trainer's own code trains on the ``train_events`` events
+that come before the loaded ones (``trainer.lstm.lstm_trainer``, the artifact packed as
+a training round packs it) and publishes it with ``ModelPublisher.publish`` into a
+fresh compacted updates topic and the run's model store (Redis, under the run's key
+prefix). The loaded topic and the latency step's events then start after those
+events, for every strategy of the run. Each serve app of the ``lstm`` row starts on
+``strategy.fallback`` with a model watcher of its own (``cli.serve.start_watcher``)
+and swaps to the LSTM between micro-batches, as a replica does; nothing is counted
+until the LSTM serves (step 3: the swap must come before the app's first event;
+step 4: before the warm-up events), and a version that is not serving within
+``swap_timeout_s`` fails the run with the watcher's reasons.
+
 Everything created (topics, groups, Redis keys) is deleted afterwards. The preloaded
 events are older than the policy's ``stale_after_ms`` by design, so step 3 runs
 with staleness off; every other setting is the one given.
@@ -32,16 +48,21 @@ import multiprocessing as mp
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from stream_warmer.bench.timeliness import percentile
+from stream_warmer.errors import ConfigError
 from stream_warmer.events import EventDecoder
 from stream_warmer.settings import Settings
+from stream_warmer.strategies.base import BASELINE_VERSION, WarmingStrategy
 
 log = logging.getLogger(__name__)
+STRATEGIES = ("none", "popularity", "markov", "nextkey", "lstm")
 WARMUP_EVENTS = 2_000
+SWAP_TIMEOUT_S = 120.0
 _NEVER_STALE_MS = 1e12
 # the bare consumer polls like the app does when a micro-batch is open
 CEILING_POLL_S = 0.02
@@ -63,48 +84,344 @@ class PipelineResult:
     latency_samples: int
     latency_warmup_s: float
     latency_warmup_p99_ms: float
+    # what served (``baseline`` for the baselines; the LSTM's published version)
+    model_version: str = BASELINE_VERSION
+    # the measured events start after this many of the trace (the LSTM's training events)
+    trace_offset: int = 0
+    train_events: int = 0
+    train_s: float | None = None  # the LSTM's training time (None: nothing trained)
 
     def row(self) -> dict[str, Any]:
         """As a dict for ``--json``."""
         return asdict(self)
 
+    @property
+    def goals_met(self) -> bool:
+        """DESIGN §6's goals: ratio >= 0.5 and p99 <= 50 ms."""
+        return self.ratio >= 0.5 and self.latency_p99_ms <= 50.0
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The LSTM of an ``lstm`` row, as published into the run's store and topic."""
+
+    version: str
+    updates_topic: str
+    events: int
+    train_s: float
+
+
+def parse_strategies(text: str) -> tuple[str, ...]:
+    """``markov,lstm`` -> ``("markov", "lstm")``: known names, each once, in order."""
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in names if s not in STRATEGIES]
+    if not names or unknown:
+        msg = f"unknown strategy {', '.join(unknown)}" if unknown else "no strategy given"
+        msg += f" (choose from {', '.join(STRATEGIES)}, comma-separated)"
+        raise ValueError(msg)
+    if len(set(names)) != len(names):
+        msg = f"a strategy is named twice in {text!r}"
+        raise ValueError(msg)
+    return names
+
 
 def run_bench(settings: Settings, trace: Path, events: int, strategy: str,
-              latency_s: float, *, latency_warmup_s: float = 20.0) -> PipelineResult:
-    """Run all four steps; clean up whatever was created."""
+              latency_s: float, *, latency_warmup_s: float = 20.0,
+              train_events: int | None = None,
+              swap_timeout_s: float = SWAP_TIMEOUT_S) -> PipelineResult:
+    """Run all four steps for one strategy; clean up whatever was created."""
+    return run_benches(settings, trace, events, (strategy,), latency_s,
+                       latency_warmup_s=latency_warmup_s, train_events=train_events,
+                       swap_timeout_s=swap_timeout_s)[0]
+
+
+def run_benches(settings: Settings, trace: Path, events: int, strategies: Sequence[str],
+                latency_s: float, *, latency_warmup_s: float = 20.0,
+                train_events: int | None = None,
+                swap_timeout_s: float = SWAP_TIMEOUT_S) -> list[PipelineResult]:
+    """One loaded topic and one ceiling; a pipeline run and a latency step per strategy.
+
+    ``train_events``: the LSTM trains on the trace's first events, this many
+    (default ``trainer.buffer_events``, what the trainer holds), and every strategy
+    is then measured on the events after them; without ``lstm`` the trace is read
+    from its start.
+    """
     from stream_warmer.bench import resources
 
+    strategies = parse_strategies(",".join(strategies))
+    lstm = "lstm" in strategies
+    n_train = settings.trainer.buffer_events if train_events is None else train_events
+    offset = n_train if lstm else 0
+    if lstm:
+        from stream_warmer.model.runtime import configure_torch_threads
+
+        _check_lstm_settings(settings, n_train)
+        # once, as the trainer and serve processes do at their start
+        configure_torch_threads(settings.model.cpu_threads)
     with resources.BenchResources(settings) as res:
+        model = _train_and_publish(res, trace, n_train) if lstm else None
         events_topic = res.topic("bench-events")
-        loaded = _load(settings, trace, events_topic, events)
+        loaded = _load(settings, trace, events_topic, events, offset)
+        if loaded == 0:
+            msg = f"{trace} has no events after the first {offset}"
+            raise ConfigError(msg)
         before = _ceiling(settings, events_topic, loaded)
-        served, commands = _pipeline(res, events_topic, loaded, strategy)
+        runs = {s: _pipeline(res, events_topic, loaded, s, model=model,
+                              swap_timeout_s=swap_timeout_s)
+                for s in strategies}
         after = _ceiling(settings, events_topic, loaded)
         # the machine is shared: the better of two bare runs is the ceiling
         ceiling = max(before, after)
-        log.info("throughput", extra={"ceiling_before": round(before), "pipeline": round(served),
-                                      "ceiling_after": round(after), "commands": commands})
-        rate = served / 2
-        warmup, samples = _latency(res, trace, strategy, rate, seconds=latency_s,
-                                   warmup_s=latency_warmup_s)
-    p50, p99 = round(percentile(samples, 50), 2), round(percentile(samples, 99), 2)
-    return PipelineResult(strategy, loaded, round(served, 1), round(ceiling, 1),
-                          round(served / ceiling, 3), p50, p99, commands, round(rate, 1),
-                          len(samples), latency_warmup_s, round(percentile(warmup, 99), 2))
+        log.info("throughput", extra={
+            "ceiling_before": round(before), "ceiling_after": round(after),
+            **{f"pipeline_{s}": round(r[0]) for s, r in runs.items()},
+            **{f"commands_{s}": r[1] for s, r in runs.items()}})
+        results = []
+        for strategy in strategies:
+            served, commands, version = runs[strategy]
+            rate = served / 2
+            warmup, samples = _latency(res, trace, strategy, rate, seconds=latency_s,
+                                       warmup_s=latency_warmup_s, offset=offset,
+                                       model=model, swap_timeout_s=swap_timeout_s)
+            trained = model if strategy == "lstm" else None
+            results.append(PipelineResult(
+                strategy, loaded, round(served, 1), round(ceiling, 1),
+                round(served / ceiling, 3), round(percentile(samples, 50), 2),
+                round(percentile(samples, 99), 2), commands, round(rate, 1), len(samples),
+                latency_warmup_s, round(percentile(warmup, 99), 2), version, offset,
+                trained.events if trained else 0,
+                round(trained.train_s, 1) if trained else None))
+    return results
 
 
-def _trace_events(trace: Path, limit: int | None) -> Any:
+_COLUMNS = (("strategy", "{}"), ("model_version", "{}"), ("events", "{:,}"),
+            ("events_per_s", "{:,.0f}"), ("ceiling_events_per_s", "{:,.0f}"),
+            ("ratio", "{:.3f}"), ("latency_rate_per_s", "{:,.0f}"),
+            ("latency_p50_ms", "{:.1f}"), ("latency_p99_ms", "{:.1f}"),
+            ("latency_warmup_p99_ms", "{:.1f}"), ("latency_samples", "{:,}"),
+            ("warm_commands", "{:,}"), ("train_events", "{:,}"), ("train_s", "{:.1f}"))
+
+
+def format_rows(results: Sequence[PipelineResult]) -> str:
+    """A plain-text table, one row per strategy (``-`` where a value does not apply)."""
+    rows = [[name] + [_cell(fmt, r.row()[name]) for name, fmt in _COLUMNS[1:]]
+            for r in results for name in [r.strategy]]
+    head = [name for name, _ in _COLUMNS]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w)
+                       for i, (h, w) in enumerate(zip(head, widths, strict=True)))]
+    lines += ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(fmt: str, value: Any) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _check_lstm_settings(settings: Settings, train_events: int) -> None:
+    """What ``serve`` with ``strategy.name = lstm`` and the trainer would refuse."""
+    if settings.window.max_tenants > settings.model.max_state_slots:
+        msg = (f"window.max_tenants={settings.window.max_tenants} is above "
+               f"model.max_state_slots={settings.model.max_state_slots}: serve refuses "
+               "strategy.name=lstm with them (STREAM_WARMER_WINDOW__MAX_TENANTS, "
+               "STREAM_WARMER_MODEL__MAX_STATE_SLOTS)")
+        raise ConfigError(msg)
+    if train_events < settings.trainer.min_events:
+        msg = (f"--train-events {train_events} is below trainer.min_events "
+               f"{settings.trainer.min_events}: the trainer would not train on so few")
+        raise ConfigError(msg)
+
+
+def _lstm_settings(res: Any, model: TrainedModel) -> Settings:
+    """The run's settings as an ``lstm`` replica sees them: its store, its updates topic."""
+    s: Settings = res.settings
+    return s.model_copy(update={
+        "topics": s.topics.model_copy(update={"model_updates": model.updates_topic}),
+        "model": s.model.model_copy(update={"store": "redis"}),
+        "strategy": s.strategy.model_copy(update={"name": "lstm"}),
+    })
+
+
+def _train_and_publish(res: Any, trace: Path, train_events: int) -> TrainedModel:
+    """Train on the first ``train_events`` with the trainer's code; publish the artifact."""
+    from stream_warmer.trainer.lstm import lstm_trainer
+    from stream_warmer.trainer.publish import ModelPublisher
+    from stream_warmer.trainer.store import open_store
+
+    events = list(_trace_events(trace, train_events))
+    if len(events) < train_events:
+        msg = (f"{trace} has {len(events)} events, fewer than --train-events {train_events} "
+               "(the LSTM trains on the events before the measured ones)")
+        raise ConfigError(msg)
+    s: Settings = res.settings
+    log.info("training the lstm", extra={"events": len(events)})
+    started = time.monotonic()
+    candidate = lstm_trainer(s)(events, None)
+    train_s = time.monotonic() - started
+    topic = res.topic("bench-model-updates", {"cleanup.policy": "compact"})
+    # the run's own Redis prefix (whatever model.store says): deleted with its keys
+    store = open_store(s.model.model_copy(update={"store": "redis"}), s.redis)
+    update = ModelPublisher(store, s.kafka, topic, s.model.name).publish(
+        candidate.artifact, {"source": "bench pipeline", "train_events": len(events)},
+        time.time_ns() // 1_000_000)
+    log.info("lstm published", extra={"version": update.version, "train_s": round(train_s, 1)})
+    return TrainedModel(update.version, topic, len(events), train_s)
+
+
+class _Swap:
+    """The watcher's ``strategy_source`` as the app polls it, noting when the LSTM took
+    over (on the serve thread, between micro-batches) and how many events came first."""
+
+    def __init__(self, source: Callable[[], WarmingStrategy | None], app: Any = None) -> None:
+        self._source = source
+        self.app = app
+        self.done = threading.Event()
+        self.version: str | None = None
+        self.consumed_before: int | None = None
+
+    def __call__(self) -> WarmingStrategy | None:
+        new = self._source()
+        if new is not None and not self.done.is_set():
+            self.version = new.model_version
+            self.consumed_before = self.app.stats.consumed if self.app is not None else 0
+            self.done.set()
+        return new
+
+
+class _Served:
+    """One serve app of a row: its watcher (``lstm``) and the thread it runs on."""
+
+    def __init__(self, res: Any, topic: str, strategy: str, model: TrainedModel | None,
+                 swap_timeout_s: float, **app_options: Any) -> None:
+        self.strategy = strategy
+        self.watcher: Any = None
+        self.swap: _Swap | None = None
+        self._timeout_s = swap_timeout_s
+        self._model = model
+        if strategy != "lstm":
+            self.app = res.app(topic, strategy, **app_options)
+            return
+        assert model is not None
+        from stream_warmer.cli.serve import start_watcher
+        from stream_warmer.trainer.metrics import WATCHER_METRICS
+
+        settings = _lstm_settings(res, model)
+        self.watcher = start_watcher(settings)
+        self.swap = _Swap(self.watcher.strategy_source)
+        self.app = res.app(topic, "lstm", settings=settings, strategy_source=self.swap,
+                           **app_options)
+        self.swap.app = self.app
+        self.app.metrics.include(WATCHER_METRICS)
+
+    def loaded(self) -> None:
+        """Until the watcher has loaded the published version (before the app starts)."""
+        if self.watcher is None or self._model is None:
+            return
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            current = self.watcher.current
+            if current is not None and current.version == self._model.version:
+                return
+            if time.monotonic() > deadline:
+                self.stop_watcher()
+                msg = (f"the model watcher did not load lstm {self._model.version} within "
+                       f"{self._timeout_s:.0f} s (serving: "
+                       f"{current.version if current else 'the fallback'}; rejected: "
+                       f"{self.watcher.rejected or 'none'})")
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+
+    def swapped(self) -> None:
+        """Until the running app serves the LSTM (its first loop turns swap it in)."""
+        if self.swap is None:
+            return
+        if not self.swap.done.wait(self._timeout_s):
+            msg = (f"serve did not swap to the lstm within {self._timeout_s:.0f} s; "
+                   f"rejected versions: {self.watcher.rejected or 'none'}")
+            raise RuntimeError(msg)
+
+    def stop_watcher(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+
+    def served_version(self) -> str:
+        """What the app served; for ``lstm`` it must be the published version."""
+        if self.swap is None:
+            return BASELINE_VERSION
+        assert self._model is not None
+        if self.swap.version != self._model.version:
+            msg = f"serve swapped to {self.swap.version}, not to {self._model.version}"
+            raise RuntimeError(msg)
+        return self._model.version
+
+
+def _pipeline(res: Any, topic: str, events: int, strategy: str, *,
+              model: TrainedModel | None = None,
+              swap_timeout_s: float = SWAP_TIMEOUT_S) -> tuple[float, int, str]:
+    """(events/s from the app's first event to its final checkpoint, commands, version)."""
+    served = _Served(res, topic, strategy, model, swap_timeout_s,
+                     stale_after_ms=_NEVER_STALE_MS)
+    app = served.app
+    try:
+        served.loaded()
+        runner = _Runner(lambda: app.run(max_messages=events))
+        try:
+            served.swapped()
+        except BaseException:
+            app.stop()
+            runner.join(30)
+            raise
+        runner.join(None)
+    finally:
+        served.stop_watcher()
+    swap = served.swap
+    if swap is not None and swap.consumed_before:
+        msg = (f"the fallback handled {swap.consumed_before} events before the lstm "
+               "took over: the run would not measure the lstm")
+        raise RuntimeError(msg)
+    stats = app.stats
+    assert stats.first_at is not None and stats.finished_at is not None
+    return (stats.consumed / (stats.finished_at - stats.first_at), stats.commands,
+            served.served_version())
+
+
+class _Runner:
+    """``fn`` on its own thread; ``join`` re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # re-raised by join, on the bench's thread
+                self._error = exc
+
+        self.thread = threading.Thread(target=target, name="bench-serve")
+        self.thread.start()
+
+    def join(self, timeout_s: float | None) -> None:
+        self.thread.join(timeout_s)
+        if self._error is not None:
+            raise self._error
+
+
+def _trace_events(trace: Path, limit: int | None, start: int = 0) -> Any:
     from stream_warmer.evaluation.traces import read_normalized
 
-    return itertools.islice(read_normalized(trace), limit)
+    stop = None if limit is None else start + limit
+    return itertools.islice(read_normalized(trace), start, stop)
 
 
-def _load(settings: Settings, trace: Path, topic: str, events: int) -> int:
+def _load(settings: Settings, trace: Path, topic: str, events: int, offset: int = 0) -> int:
     from stream_warmer.replay import replay
 
     started = time.monotonic()
-    count = replay(_trace_events(trace, events), settings.kafka.client_config(), topic)
-    log.info("loaded", extra={"events": count, "s": round(time.monotonic() - started, 1)})
+    count = replay(_trace_events(trace, events, offset), settings.kafka.client_config(), topic)
+    log.info("loaded", extra={"events": count, "from": offset,
+                              "s": round(time.monotonic() - started, 1)})
     return count
 
 
@@ -134,18 +451,14 @@ def _ceiling(settings: Settings, topic: str, events: int) -> float:
     return count / elapsed
 
 
-def _pipeline(res: Any, topic: str, events: int, strategy: str) -> tuple[float, int]:
-    app = res.app(topic, strategy, stale_after_ms=_NEVER_STALE_MS)
-    stats = app.run(max_messages=events)
-    assert stats.first_at is not None and stats.finished_at is not None
-    return stats.consumed / (stats.finished_at - stats.first_at), stats.commands
-
-
 def _latency(res: Any, trace: Path, strategy: str, rate: float, *, seconds: float,
-             warmup_s: float) -> tuple[list[float], list[float]]:
+             warmup_s: float, offset: int = 0, model: TrainedModel | None = None,
+             swap_timeout_s: float = SWAP_TIMEOUT_S) -> tuple[list[float], list[float]]:
     """Latencies in ms at a fixed rate: (the first ``warmup_s`` at that rate, the rest).
 
-    Before the clock starts, a few events get the app assigned and past its first batch.
+    Before the clock starts, a few events get the app assigned and past its first batch
+    (for ``lstm``: after the swap, so that every sample is the LSTM's). The events are
+    the trace's from ``offset`` on.
     """
     from stream_warmer.replay import replay
 
@@ -155,31 +468,42 @@ def _latency(res: Any, trace: Path, strategy: str, rate: float, *, seconds: floa
     def observe(latency: float) -> None:
         samples.append((time.monotonic(), latency))
 
-    app = res.app(topic, strategy, latency_observer=observe)
-    replay(_trace_events(trace, WARMUP_EVENTS), res.settings.kafka.client_config(), topic)
-    runner = threading.Thread(target=app.run, name="bench-serve")
-    runner.start()
+    served = _Served(res, topic, strategy, model, swap_timeout_s, latency_observer=observe)
+    app = served.app
     try:
-        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS, 60)
-        time.sleep(0.5)  # the warm-up's last micro-batch
-        samples.clear()
-        ctx = mp.get_context("spawn")
-        sent = ctx.Value("q", 0)
-        job = _PacedJob(res.settings.kafka.client_config(), str(trace), topic, rate,
-                        int(rate * (warmup_s + seconds)))
-        child = ctx.Process(target=_paced_producer, args=(job, sent))
-        child.start()
-        measured_from = time.monotonic() + warmup_s  # the child's clock starts after this
-        child.join(warmup_s + seconds + 120)
-        if child.exitcode != 0:
-            msg = f"the paced producer failed (exit code {child.exitcode})"
-            raise RuntimeError(msg)
-        # a short trace may run out before ``rate * seconds`` events
-        _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + sent.value, 60)
-        time.sleep(0.5)
+        served.loaded()
+        replay(_trace_events(trace, WARMUP_EVENTS, offset),
+               res.settings.kafka.client_config(), topic)
+        runner = _Runner(app.run)
+        try:
+            served.swapped()
+            _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS, 60)
+            time.sleep(0.5)  # the warm-up's last micro-batch
+            samples.clear()
+            ctx = mp.get_context("spawn")
+            sent = ctx.Value("q", 0)
+            clock_start = ctx.Value("d", 0.0)  # the child's time.monotonic() at its start
+            job = _PacedJob(res.settings.kafka.client_config(), str(trace), topic, rate,
+                            int(rate * (warmup_s + seconds)), offset=offset)
+            child = ctx.Process(target=_paced_producer, args=(job, sent, clock_start))
+            child.start()
+            child.join(warmup_s + seconds + 120)
+            if child.exitcode != 0:
+                msg = f"the paced producer failed (exit code {child.exitcode})"
+                raise RuntimeError(msg)
+            # a short trace may run out before ``rate * seconds`` events
+            _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + sent.value, 60)
+            time.sleep(0.5)
+            # from the pacing clock's start, not the child's: it reads the trace first
+            # (seconds, more with an offset), and a warm-up timed from its launch would
+            # leak warm-up samples into p99
+            measured_from = clock_start.value + warmup_s
+        finally:
+            app.stop()
+            runner.join(30)
     finally:
-        app.stop()
-        runner.join(30)
+        served.stop_watcher()
+    served.served_version()  # the lstm row's samples are the published version's
     warm = [lat * 1000.0 for at, lat in samples if at < measured_from]
     return warm, [lat * 1000.0 for at, lat in samples if at >= measured_from]
 
@@ -191,6 +515,7 @@ class _PacedJob:
     topic: str
     rate: float
     total: int
+    offset: int = 0  # the trace's events from here on (after the LSTM's training events)
     # the default of librdkafka and of Kafka >= 4.0 clients; the wait is inside the
     # measured latency (``ts`` is set before produce). 1 ms made ~5x more produce
     # requests, and the broker's CPU for them showed as the latency tail on 2 cores
@@ -198,7 +523,7 @@ class _PacedJob:
     linger_ms: float = 5.0
 
 
-def _paced_producer(job: _PacedJob, sent_out: Any) -> None:
+def _paced_producer(job: _PacedJob, sent_out: Any, clock_out: Any = None) -> None:
     """In its own process (no GIL shared with the app): produce ``total`` events at ``rate``.
 
     Lighter than ``replay``'s per-event pacing: the events are read before the clock
@@ -208,12 +533,13 @@ def _paced_producer(job: _PacedJob, sent_out: Any) -> None:
 
     from stream_warmer.events import AccessEvent, encode
 
-    events = list(itertools.islice(_trace_events(Path(job.trace), None), WARMUP_EVENTS,
-                                   WARMUP_EVENTS + job.total))
+    events = list(_trace_events(Path(job.trace), job.total, job.offset + WARMUP_EVENTS))
     producer = Producer(job.conf | {"linger.ms": job.linger_ms,
                                     "queue.buffering.max.messages": 1_000_000})
     rate, topic = job.rate, job.topic
     start, sent = time.monotonic(), 0
+    if clock_out is not None:  # CLOCK_MONOTONIC: one clock for every process
+        clock_out.value = start
     while sent < len(events):
         due = min(len(events), int((time.monotonic() - start) * rate) + 1)
         if due <= sent:

@@ -49,12 +49,20 @@ class BenchResources:
         return group
 
     def app(self, topic: str, strategy: str, *, stale_after_ms: float | None = None,
-            latency_observer: Callable[[float], None] | None = None) -> Any:
-        """A serve app on ``topic`` in a fresh group, writing to fresh side topics."""
+            latency_observer: Callable[[float], None] | None = None,
+            settings: Settings | None = None,
+            strategy_source: Callable[[], Any] | None = None) -> Any:
+        """A serve app on ``topic`` in a fresh group, writing to fresh side topics.
+
+        ``settings``: derived from this run's (same Redis prefix), e.g. with the model
+        store and updates topic of an LSTM run; ``strategy_source``: the hot swap (a
+        model watcher's). With ``strategy`` ``lstm`` the app starts on
+        ``strategy.fallback``, as ``serve`` does before its watcher loaded a model.
+        """
         from stream_warmer.serve.app import ServeApp
         from stream_warmer.strategies import build_baseline
 
-        s = self.settings
+        s = settings or self.settings
         group = self.group("bench-serve")
         policy = s.policy
         if stale_after_ms is not None:
@@ -66,8 +74,10 @@ class BenchResources:
                 "dead_letter": self.topic("bench-dlq")}),
             "policy": policy,
         })
-        return ServeApp(settings, build_baseline(strategy, settings.strategy),
-                        latency_observer=latency_observer, serve_http=False)
+        first = settings.strategy.fallback if strategy == "lstm" else strategy
+        return ServeApp(settings, build_baseline(first, settings.strategy),
+                        strategy_source=strategy_source, latency_observer=latency_observer,
+                        serve_http=False)
 
     def _delete_topics_and_groups(self) -> None:
         from confluent_kafka.admin import AdminClient

@@ -2,6 +2,12 @@
 
 ``--delay L[,L...]`` (or ``--delay-ms MS[,MS...] --rate R``) adds the delay-aware
 variant of DESIGN §8: a warm lands only after L more requests; one row per delay.
+``--max-events N`` runs the protocol on each trace's first N events. Every row
+carries its strategy's ``train_s`` and ``replay_s``; the shared seconds (counting
+pass, trace reads) go to stderr. With ``lstm``, torch's CPU threads are set once at
+start (``configure_torch_threads``: ``model.cpu_threads``, 0 = the cores this process
+may use; two evaluations side by side should each set
+``STREAM_WARMER_MODEL__CPU_THREADS`` to their share).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "requests (needs --rate; not with --delay)")
     parser.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_S",
                         help="the replay rate that --delay-ms is converted at")
+    parser.add_argument("--max-events", type=int, default=None, metavar="N",
+                        help="evaluate only each trace's first N events (the halves of "
+                        "DESIGN §5 are of these N; the row's trace is named NAME[:N])")
     add_trace_source_arguments(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot here")
@@ -92,6 +101,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         resolve_trace,
         write_json,
     )
+    from stream_warmer.evaluation.warmeval import ReplayTimes
 
     strategies = parse_strategies(args.strategies)
     fracs = _numbers(args.cache_frac, float, "cache-frac")
@@ -100,15 +110,29 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(msg)
     ks = [int(k) for k in _numbers(args.k, int, "k")]
     delays = delays_of(args.delay, args.delay_ms, args.rate)
+    if args.max_events is not None and args.max_events < 2:
+        msg = f"--max-events needs at least 2 events (a training and a counted half), " \
+              f"got {args.max_events}"
+        raise ConfigError(msg)
+    if "lstm" in strategies:  # before any torch work (the lstm training)
+        from stream_warmer.model.runtime import configure_torch_threads
+
+        threads = configure_torch_threads(settings.model.cpu_threads)
+        print(f"# torch cpu threads: {threads}", file=sys.stderr)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     rows = []
     for trace in args.traces:
         name, path = resolve_trace(trace, args.traces_dir)
-        source = TraceSource(name, path, args.format, args.tenant)
+        if args.max_events is not None:
+            name = f"{name}[:{args.max_events}]"
+        source = TraceSource(name, path, args.format, args.tenant, max_events=args.max_events)
         start = time.monotonic()
+        times = ReplayTimes()
         rows += evaluate_trace(source, strategies, ks, fracs, settings, show_progress=show,
-                               delays=delays)
-        print(f"# {name}: {time.monotonic() - start:.1f} s", file=sys.stderr)
+                               delays=delays, times=times)
+        print(f"# {name}: {time.monotonic() - start:.1f} s (scan {times.scan_s:.1f} s, "
+              f"trace reads in the replay {times.read_s:.1f} s; each strategy's train and "
+              "replay seconds are in its rows)", file=sys.stderr)
     print(format_table(rows))
     if args.json is not None:
         write_json(rows, args.json)

@@ -35,8 +35,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from stream_warmer.serve.app import ServeApp
 
     if settings.strategy.name == "lstm":
+        from stream_warmer.model.runtime import configure_torch_threads
+
         _check_device(settings)
-    watcher = _start_watcher(settings) if settings.strategy.name == "lstm" else None
+        configure_torch_threads(settings.model.cpu_threads)  # before the watcher's thread
+    watcher = start_watcher(settings) if settings.strategy.name == "lstm" else None
     strategy = watcher.strategy_source() if watcher is not None else None
     if strategy is None:
         strategy = _baseline(settings)
@@ -79,8 +82,11 @@ def _baseline(settings: Settings) -> WarmingStrategy:
     return build_baseline(name, settings.strategy)
 
 
-def _start_watcher(settings: Settings) -> ModelWatcher:
-    """Start reading model-updates; wait briefly so the first batch uses the latest model."""
+def start_watcher(settings: Settings) -> ModelWatcher:
+    """Start reading model-updates; wait briefly so the first batch uses the latest model.
+
+    ``bench pipeline --strategy lstm`` starts its replicas' watchers with this too.
+    """
     from stream_warmer.trainer.lstm import lstm_loader
     from stream_warmer.trainer.store import open_store
     from stream_warmer.trainer.watcher import ModelWatcher

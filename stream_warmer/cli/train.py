@@ -28,13 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Build the store, publisher, training round and service; run until stopped."""
+    from stream_warmer.model.runtime import configure_torch_threads
     from stream_warmer.trainer.lstm import lstm_loader, lstm_trainer
     from stream_warmer.trainer.publish import ModelPublisher
     from stream_warmer.trainer.rounds import TrainingRound
     from stream_warmer.trainer.service import TrainerService
     from stream_warmer.trainer.store import open_store
 
-    _torch_threads(settings.model.cpu_threads)
+    # before the first round: on a shared machine oversubscribed threads made a
+    # 50k-event round ~14x slower (191 s vs 14 s measured)
+    configure_torch_threads(settings.model.cpu_threads)
     store = open_store(settings.model, settings.redis)
     publisher = ModelPublisher(
         store, settings.kafka, settings.topics.model_updates, settings.model.name
@@ -60,16 +63,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     outcomes = [r.outcome for r in service.results]
     log.info("trainer finished", extra={"rounds": rounds, "outcomes": outcomes})
     return 1 if outcomes and all(o == "failed" for o in outcomes) else 0
-
-
-def _torch_threads(n: int) -> None:
-    """Fix torch's intra-op threads before the first round (``model.cpu_threads``; 0 = torch's
-    default). Training otherwise runs with one thread per core, and on a shared machine
-    oversubscribed threads made a 50k-event round ~14x slower (191 s vs 14 s measured)."""
-    if n > 0:
-        import torch
-
-        torch.set_num_threads(n)
 
 
 def _serve_metrics(settings: Settings) -> None:

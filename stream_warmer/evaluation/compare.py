@@ -8,6 +8,9 @@ settings) and ``lstm`` (``stream_warmer.strategies.lstm.fit_strategy`` trained o
 the first half of the trace, then evaluated with the same protocol; trained once per
 trace, each further instance, e.g. one per f for a capacity-aware strategy, comes
 from its ``fresh()``).
+
+Each row also carries its strategy's ``train_s`` and ``replay_s`` (seconds; see
+``warmeval``); the counting pass and the trace reads are shared (``ReplayTimes``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -29,7 +33,14 @@ from stream_warmer.evaluation.traces import (
     TraceFormat,
     read_trace,
 )
-from stream_warmer.evaluation.warmeval import EvalRow, StrategySpec, TraceStats, evaluate, scan
+from stream_warmer.evaluation.warmeval import (
+    EvalRow,
+    ReplayTimes,
+    StrategySpec,
+    TraceStats,
+    evaluate,
+    scan,
+)
 from stream_warmer.events import AccessEvent
 from stream_warmer.settings import Settings
 from stream_warmer.strategies import build_baseline
@@ -42,18 +53,24 @@ _SUFFIXES = (".csv.gz", ".csv", ".oracleGeneral.bin", ".oracleGeneral", ".bin")
 
 @dataclass(frozen=True, slots=True)
 class TraceSource:
-    """A trace file and how to read it; ``events()`` opens a fresh stream."""
+    """A trace file and how to read it; ``events()`` opens a fresh stream.
+
+    ``max_events``: only the first this many events (the whole protocol, halves
+    included, runs on that prefix); None: all.
+    """
 
     name: str
     path: Path
     fmt: TraceFormat = "auto"
     tenant: str = "t0"
     layout: CsvLayout | None = None
+    max_events: int | None = None
 
     def events(self, progress: Progress | None = None) -> Iterator[AccessEvent]:
-        """A fresh iterator over the trace's events."""
-        return read_trace(self.path, self.fmt, tenant=self.tenant, layout=self.layout,
-                          progress=progress)
+        """A fresh iterator over the trace's events (the first ``max_events`` of them)."""
+        events = read_trace(self.path, self.fmt, tenant=self.tenant, layout=self.layout,
+                            progress=progress)
+        return events if self.max_events is None else islice(events, self.max_events)
 
 
 def resolve_trace(name: str, traces_dir: Path) -> tuple[str, Path]:
@@ -95,18 +112,24 @@ def evaluate_trace(
     *,
     show_progress: bool = False,
     delays: Sequence[int] = (0,),
+    times: ReplayTimes | None = None,
 ) -> list[EvalRow]:
     """All rows of one trace: a counting pass, then one replay for every strategy.
 
     ``delays`` (requests, DESIGN §8) give one row per delay from that same replay.
+    ``times``, when given, gets the seconds of the counting pass and of the trace
+    reads during the replay (each strategy's own seconds are in its rows).
     """
+    times = times if times is not None else ReplayTimes()
+    started = time.perf_counter()
     stats = _with_progress(f"{source.name} scan", None, show_progress,
                            lambda p: scan(source.events(p)))
+    times.scan_s += time.perf_counter() - started
     specs = [_spec(name, source, stats, settings, show_progress) for name in strategies]
 
     def run(progress: Progress | None) -> list[EvalRow]:
         return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs,
-                        stats=stats, delays=delays)
+                        stats=stats, delays=delays, times=times)
 
     return _with_progress(f"{source.name} replay", stats.requests, show_progress, run)
 
@@ -159,14 +182,21 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
 
 
 def format_table(rows: Sequence[EvalRow]) -> str:
-    """A fixed-width table of rows, one line each."""
-    head = (f"{'trace':<20} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} {'strategy':<10} "
-            f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9}")
+    """A fixed-width table of rows, one line each.
+
+    ``train s`` and ``replay s`` are the strategy's (all its rows of the trace
+    together), repeated on each of its rows.
+    """
+    w = max([20, *(len(r.trace) for r in rows)])
+    head = (f"{'trace':<{w}} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} {'strategy':<10} "
+            f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9} {'train s':>8} "
+            f"{'replay s':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.trace:<20} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} {r.delay:>5} "
-                     f"{r.strategy:<10} {r.hit_ratio:>9.4f} {r.warm_precision:>9.3f} "
-                     f"{r.warms_per_request:>9.3f}")
+        lines.append(f"{r.trace:<{w}} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} "
+                     f"{r.delay:>5} {r.strategy:<10} {r.hit_ratio:>9.4f} "
+                     f"{r.warm_precision:>9.3f} {r.warms_per_request:>9.3f} "
+                     f"{r.train_s:>8.1f} {r.replay_s:>8.1f}")
     return "\n".join(lines)
 
 

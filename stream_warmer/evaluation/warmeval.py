@@ -33,24 +33,34 @@ capacity-aware (it overrides the hook): then it gets one instance per f. All
 strategies share one read of the trace
 (``itertools.tee`` keeps them in step; a strategy that batches inside
 ``predict_stream`` only makes the tee buffer its batch).
+
+Timing (``train_s``, ``replay_s``; wall seconds of this process, per strategy and
+trace, the same on each of the strategy's rows, never part of the numbers above):
+``train_s`` is building the strategy's instances and telling them C (the ``lstm``
+training on the first half, reading that half included; ~0 for a baseline);
+``replay_s`` is its ``predict_stream`` (all its instances) and the LRU caches its
+warms feed, less the time spent reading the trace, which the strategies share and
+``ReplayTimes`` reports with the counting pass.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from itertools import tee
 from typing import Any
 
 from stream_warmer.evaluation.delay import check_delays
 from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent
-from stream_warmer.strategies.base import WarmingStrategy
+from stream_warmer.strategies.base import Prediction, WarmingStrategy
 
 __all__ = [
     "EvalRow",
     "LruSim",
+    "ReplayTimes",
     "StrategySpec",
     "TraceStats",
     "capacity_aware",
@@ -77,6 +87,10 @@ class EvalRow:
     warm_precision: float
     warms_per_request: float
     delay: int = 0  # requests between a warm's issue and its application (DESIGN §8)
+    # seconds per strategy and trace (module docstring); not compared: rows that only
+    # differ in timing are equal
+    train_s: float = field(default=math.nan, compare=False)
+    replay_s: float = field(default=math.nan, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a plain dict (``nan`` stays a float; JSON writers map it)."""
@@ -89,6 +103,15 @@ class TraceStats:
 
     requests: int
     distinct: int
+
+
+@dataclass(slots=True)
+class ReplayTimes:
+    """Shared seconds of one ``evaluate``: the counting pass and the trace reads of the
+    replay (what no strategy is charged for); filled in when passed to ``evaluate``."""
+
+    scan_s: float = 0.0
+    read_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +137,7 @@ class _Lane:
     k: int
     fracs: list[float]  # the f of each cache in every ``sims`` list (one per delay)
     sims: list[tuple[int, list[LruSim]]]
+    replay_s: float = 0.0  # its predictions and cache steps in the replay
 
 
 def capacity_for(frac: float, distinct: int) -> int:
@@ -140,22 +164,28 @@ def evaluate(
     *,
     stats: TraceStats | None = None,
     delays: Sequence[int] = (0,),
+    times: ReplayTimes | None = None,
 ) -> list[EvalRow]:
     """Rows for every strategy x k x f x delay, from one replay of the trace.
 
     ``source()`` must return a fresh iterable of the trace's events on each call (it
     is called twice when ``stats`` is not given: once to count, once to replay).
     ``delays`` are in requests (module docstring; the default is DESIGN §5 alone).
-    Rows come in the order strategy, k, f, delay.
+    Rows come in the order strategy, k, f, delay. ``times``, when given, gets the
+    shared seconds (the per-strategy ones are in the rows).
     """
     if not specs or not ks or not fracs or not delays:
         return []
     check_delays(delays)
-    stats = stats or scan(source())
+    times = times if times is not None else ReplayTimes()
+    if stats is None:
+        started = time.perf_counter()
+        stats = scan(source())
+        times.scan_s += time.perf_counter() - started
     caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
-    lanes = _lanes(specs, ks, caches, delays)
-    _replay(source(), lanes, stats.requests // 2)
-    return _rows(trace, specs, lanes)
+    lanes, train_s = _lanes(specs, ks, caches, delays)
+    times.read_s += _replay(source(), lanes, stats.requests // 2)
+    return _rows(trace, specs, lanes, train_s)
 
 
 def evaluate_events(
@@ -179,15 +209,21 @@ def evaluate_events(
     check_delays([delay])
     distinct = scan(events).distinct
     frac = capacity / distinct if distinct else math.nan
-    [lane] = _lanes([StrategySpec(spec.name, spec.make, ks=(k,))], [k], [(frac, capacity)], [delay])
+    [lane], train_s = _lanes([StrategySpec(spec.name, spec.make, ks=(k,))], [k],
+                             [(frac, capacity)], [delay])
     _replay(events, [lane], len(events) // 2 if warmup is None else warmup)
-    [row] = _rows(trace, [spec], [lane])
+    [row] = _rows(trace, [spec], [lane], train_s)
     return row
 
 
-def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane]) -> list[EvalRow]:
+def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
+          train_s: dict[str, float]) -> list[EvalRow]:
+    replay_s = dict.fromkeys(train_s, 0.0)
+    for lane in lanes:
+        replay_s[lane.name] += lane.replay_s
     rows = [
-        _row(sim, trace, lane.name, frac, k)
+        _row(sim, trace, lane.name, frac, k, train_s=train_s[lane.name],
+             replay_s=replay_s[lane.name])
         for lane in lanes
         for k, sims in lane.sims
         for frac, sim in zip(lane.fracs, sims, strict=True)
@@ -196,7 +232,8 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane]) -> list
     return sorted(rows, key=lambda r: (order[r.strategy], r.k))
 
 
-def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int) -> EvalRow:
+def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
+         train_s: float, replay_s: float) -> EvalRow:
     return EvalRow(
         trace=trace,
         strategy=strategy,
@@ -208,6 +245,8 @@ def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int) -> EvalRow
         warm_precision=sim.useful / sim.warms if sim.warms else math.nan,
         warms_per_request=sim.warms_per_request(),
         delay=sim.delay,
+        train_s=round(train_s, 3),
+        replay_s=round(replay_s, 3),
     )
 
 
@@ -217,17 +256,21 @@ def capacity_aware(strategy: WarmingStrategy) -> bool:
 
 
 def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
-           caches: list[tuple[float, int]], delays: Sequence[int]) -> list[_Lane]:
+           caches: list[tuple[float, int]], delays: Sequence[int]
+           ) -> tuple[list[_Lane], dict[str, float]]:
     """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
     told the smallest capacity. Delays never need another instance (a strategy does
-    not see the cache): each lane feeds one cache per (f, delay).
+    not see the cache): each lane feeds one cache per (f, delay). Also returns the
+    seconds each strategy took to build and size its instances (its ``train_s``).
     """
     lanes = []
+    train_s: dict[str, float] = {}
     delays = list(dict.fromkeys(delays))
     for spec in specs:
+        started = time.perf_counter()
         ks = sorted(set(spec.ks or all_ks))
         first = spec.make()
         k_groups = [ks] if getattr(first, "nested_k", False) else [[k] for k in ks]
@@ -241,20 +284,63 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
             sims = [(k, [LruSim(c, d) for _, c in cg for d in delays]) for k in kg]
             fracs = [f for f, _ in cg for _ in delays]
             lanes.append(_Lane(spec.name, strategy, kg[-1], fracs, sims))
-    return lanes
+        train_s[spec.name] = train_s.get(spec.name, 0.0) + time.perf_counter() - started
+    return lanes, train_s
 
 
-def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> None:
-    copies = tee(events, len(lanes) + 1)
+def _timed(events: Iterable[AccessEvent], spent: list[float]) -> Iterator[AccessEvent]:
+    """``events``, adding the seconds spent reading each one to ``spent[0]``."""
+    clock = time.perf_counter
+    it = iter(events)
+    while True:
+        started = clock()
+        try:
+            event = next(it)
+        except StopIteration:
+            spent[0] += clock() - started
+            return
+        spent[0] += clock() - started
+        yield event
+
+
+def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> float:
+    """Replay ``events`` through every lane; adds each lane's seconds to its
+    ``replay_s`` (less trace reading) and returns the seconds spent reading the trace.
+
+    Steps as ``zip(copies[0], *streams, strict=True)`` would, lane by lane, with a
+    clock reading between lanes: a batching strategy that reads ahead through its tee
+    copy is not charged for the reads (they are subtracted).
+    """
+    read = [0.0]
+    copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [lane.strategy.predict_stream(copies[i + 1], lane.k) for i, lane in enumerate(lanes)]
     feeds = [[(k, [sim.step for sim in sims]) for k, sims in lane.sims] for lane in lanes]
-    for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
+    spent = [0.0] * len(lanes)
+    work = list(zip(range(len(lanes)), streams, feeds, strict=True))
+    end: list[Prediction] = []  # a sentinel (identity only)
+    clock = time.perf_counter
+    for i, event in enumerate(copies[0]):
         counting = i >= half
         tenant = event.tenant
         item = (tenant, event.key)
-        for feed, pred in zip(feeds, preds, strict=True):
+        prev, prev_read = clock(), read[0]
+        for j, stream, feed in work:
+            pred = next(stream, end)
+            if pred is end:
+                msg = f"zip() argument {j + 2} is shorter than argument 1"
+                raise ValueError(msg)  # what zip(strict=True) said
             warms = [(tenant, p.key) for p in pred]
             for k, steps in feed:
                 named = warms[:k] if k < len(warms) else warms
                 for step in steps:
                     step(item, named, counting)
+            now, now_read = clock(), read[0]
+            spent[j] += (now - prev) - (now_read - prev_read)
+            prev, prev_read = now, now_read
+    for j, stream in enumerate(streams):
+        if next(stream, end) is not end:
+            msg = f"zip() argument {j + 2} is longer than argument 1"
+            raise ValueError(msg)
+    for lane, seconds in zip(lanes, spent, strict=True):
+        lane.replay_s += seconds
+    return read[0]

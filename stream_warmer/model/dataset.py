@@ -15,8 +15,8 @@ import numpy.typing as npt
 import torch
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.model.features import FeatureSpec, Key
-from stream_warmer.model.tracker import CandidateTracker, Step
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.tracker import CandidateTracker, Cands
 
 I64 = npt.NDArray[np.int64]
 
@@ -30,32 +30,14 @@ class Encoded:
     present: I64  # (N,) bitmask of classes with a candidate
     target: I64  # (N,) bitmask of classes right for the next step (-1: none known)
     tenant: I64  # (N,) dense tenant index
-    cands: list[list[Key | None]]
+    cands: Cands  # (N - keep_from) lists of C candidates
     keep_from: int
 
 
 def encode_stream(events: Sequence[AccessEvent], spec: FeatureSpec, keep_from: int) -> Encoded:
     """Track ``events`` from an empty state; keep candidate lists from ``keep_from``."""
-    tracker = CandidateTracker(spec)
-    n = len(events)
-    cats = np.zeros((n, len(spec.cat_sizes)), dtype=np.int64)
-    correct = np.zeros(n, dtype=np.int64)
-    present = np.zeros(n, dtype=np.int64)
-    target = np.full(n, -1, dtype=np.int64)
-    tenant = np.zeros(n, dtype=np.int64)
-    ids: dict[str, int] = {}
-    last: dict[int, int] = {}
-    cands: list[list[Key | None]] = []
-    for i, ev in enumerate(events):
-        step = tracker.step(ev)
-        t = ids.setdefault(ev.tenant, len(ids))
-        cats[i], correct[i], present[i], tenant[i] = step.cats, step.correct, step.present, t
-        prev = last.get(t)
-        if prev is not None:
-            target[prev] = step.correct
-        last[t] = i
-        if i >= keep_from:
-            cands.append(step.cands)
+    cats, correct, present, target, tenant, cands = CandidateTracker(spec).encode(
+        events, keep_from)
     return Encoded(cats, correct, present, target, tenant, cands, keep_from)
 
 
@@ -110,21 +92,3 @@ def batch(enc: Encoded, wins: Sequence[I64], n_classes: int) -> dict[str, torch.
         "target": tgt.bool(),  # (B, T, C)
         "valid": torch.from_numpy(valid),  # (B, T)
     }
-
-
-def pad_steps(seqs: list[list[Step]], lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (B, T, K) categorical ids and (B, T, 2) bitmasks of step sequences."""
-    flat = [s for seq in seqs for s in seq]
-    both = np.array([(*s.cats, s.correct, s.present) for s in flat], dtype=np.int64)  # (N, K+2)
-    cats, masks = both[:, :-2], both[:, -2:]  # (N, K), (N, 2)
-    b, t_max = len(seqs), max(lens)
-    if t_max == 1:  # the serve path: one new step per tenant
-        return torch.from_numpy(cats[:, None]), torch.from_numpy(masks[:, None])
-    rows = np.repeat(np.arange(b), lens)  # (N,)
-    starts = np.repeat(np.cumsum([0, *lens[:-1]]), lens)  # (N,)
-    cols = np.arange(len(flat)) - starts  # (N,)
-    cats_p = np.zeros((b, t_max, cats.shape[1]), dtype=np.int64)  # (B, T, K)
-    masks_p = np.zeros((b, t_max, 2), dtype=np.int64)  # (B, T, 2)
-    cats_p[rows, cols] = cats
-    masks_p[rows, cols] = masks
-    return torch.from_numpy(cats_p), torch.from_numpy(masks_p)

@@ -1,8 +1,9 @@
 """From class probabilities and candidates to one warm per step; the validation replay.
 
 Classes that name the same key pool their probability; the pooled sum is the
-confidence. ``lru_replay`` is the DESIGN §5 protocol on a slice (object-count LRU,
-effective warms), used by training to choose the confidence threshold.
+confidence (native code: ``stream_warmer_native.Cands.choose``). ``lru_replay`` is
+the DESIGN §5 protocol on a slice (object-count LRU, effective warms), used by
+training to choose the confidence threshold.
 """
 
 from __future__ import annotations
@@ -12,37 +13,27 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from stream_warmer_native import Cands
 
 from stream_warmer.model.features import Key
 
 
 def choose(probs: npt.NDArray[np.float32] | Sequence[list[float]],
-           cands: Sequence[Sequence[Key | None]], k: int = 1) -> list[list[tuple[Key, float]]]:
+           cands: Cands | Sequence[Sequence[Key | None]], k: int = 1
+           ) -> list[list[tuple[Key, float]]]:
     """Per row: up to ``k`` (key, pooled probability), best first (class 0 is NO-WARM).
 
-    ``probs`` is (B, C), an array or rows of floats. Ties go to the key whose first
-    class comes first (a stable order).
+    ``probs`` is (B, C) float32 (rows of floats are taken as float32); ``cands`` a
+    ``Cands`` from the tracker or lists of keys. Ties go to the key whose first class
+    comes first (a stable order). The pooling is the tracker's native code.
     """
-    rows = probs.tolist() if isinstance(probs, np.ndarray) else probs
-    return [_pooled_top(row, cand, k) for row, cand in zip(rows, cands, strict=True)]
-
-
-def _pooled_top(row: list[float], cand: Sequence[Key | None], k: int
-                ) -> list[tuple[Key, float]]:
-    pooled: dict[Key, float] = {}
-    for key, p in zip(cand, row):  # noqa: B905 - a row may be longer than its cands
-        if key is not None:
-            pooled[key] = pooled.get(key, 0.0) + p
-    if not pooled:
-        return []
-    if k == 1:  # max keeps the first of equal scores, like the stable sort
-        best = max(pooled, key=pooled.__getitem__)
-        return [(best, pooled[best])]
-    return sorted(pooled.items(), key=_neg_score)[:k]
-
-
-def _neg_score(kv: tuple[Key, float]) -> float:
-    return -kv[1]
+    arr = np.ascontiguousarray(probs, dtype=np.float32)
+    if arr.ndim != 2:
+        arr = arr.reshape(len(arr), -1)
+    if not isinstance(cands, Cands):
+        cands = Cands.from_lists(cands, arr.shape[1])
+    out: list[list[tuple[Key, float]]] = cands.choose(arr.tobytes(), k)
+    return out
 
 
 def lru_replay(pairs: Sequence[tuple[str, Key]], warms: Sequence[tuple[str, Key] | None],

@@ -11,13 +11,19 @@ Needs only torch and numpy (``scripts/gpu_check.py`` uses it as is).
   fp32 result is the one served and the candidate's result is only compared; after
   ``predictions`` rows the candidate is adopted if the share of rows whose top-k
   class set matched is at least ``min_agreement``, and dropped for good otherwise.
+* ``configure_torch_threads``: torch's CPU threads from the cores this process may
+  really use (CPU affinity and the cgroup CPU quota), or ``model.cpu_threads``; every
+  entry point that runs torch calls it once at start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +31,141 @@ import torch
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
+
+
+@dataclass
+class _ThreadsState:
+    """What ``configure_torch_threads`` did already in this process."""
+
+    logged: tuple[int, int] | None = None  # (threads, available cores) last logged
+    interop_tried: bool = False
+
+
+_THREADS = _ThreadsState()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_paths(proc_cgroup: str, controller: str | None) -> list[str]:
+    """This process's cgroup paths in ``/proc/self/cgroup`` for ``controller`` (None: v2)."""
+    paths = []
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if (controller is None and controllers == "") or (
+                controller is not None and controller in controllers.split(",")):
+            paths.append(path)
+    return paths
+
+
+def _ancestors(base: Path, path: str) -> list[Path]:
+    """``base/a/b``, ``base/a``, ``base`` for ``/a/b`` (a quota anywhere above applies too;
+    in a container the process's own cgroup is usually ``base`` itself)."""
+    parts = [p for p in path.strip("/").split("/") if p and p != ".."]
+    return [base.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _v2_quota(text: str | None) -> float | None:
+    """CPUs of a cgroup v2 ``cpu.max`` (``"QUOTA PERIOD"`` or ``"max PERIOD"``)."""
+    fields = (text or "").split()
+    if not fields or fields[0] == "max":
+        return None
+    try:
+        quota = int(fields[0])
+        period = int(fields[1]) if len(fields) > 1 else 100_000
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _v1_quota(quota: str | None, period: str | None) -> float | None:
+    """CPUs of cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1: no quota)."""
+    try:
+        q, p = int(quota or ""), int(period or "")
+    except ValueError:
+        return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
+    """The CPUs the cgroup CPU quota allows this process (e.g. 1.5), None when unlimited.
+
+    cgroup v2: ``cpu.max`` of the process's cgroup and every ancestor up to ``root``
+    (the smallest wins); cgroup v1: ``cpu.cfs_quota_us / cpu.cfs_period_us`` under
+    ``root/cpu`` (or ``root/cpu,cpuacct``) the same way.
+    """
+    listing = _read(proc_cgroup) or ""
+    quotas = [_v2_quota(_read(d / "cpu.max"))
+              for path in (_cgroup_paths(listing, None) or ["/"])
+              for d in _ancestors(root, path)]
+    for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        base = root / mount
+        if not base.is_dir():
+            continue
+        quotas += [_v1_quota(_read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us"))
+                   for path in (_cgroup_paths(listing, "cpu") or ["/"])
+                   for d in _ancestors(base, path)]
+        break
+    found = [q for q in quotas if q is not None]
+    return min(found) if found else None
+
+
+def available_cpus(affinity: int | None = None, quota: float | None = None) -> int:
+    """Cores this process may use: its CPU affinity, capped by the cgroup quota (rounded
+    down: 1.5 CPUs -> 1, a thread more than the quota only gets throttled), at least 1.
+
+    ``affinity`` (a count) and ``quota`` (CPUs) default to what the system says.
+    """
+    if affinity is None:
+        try:
+            affinity = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            affinity = os.cpu_count() or 1
+    if quota is None:
+        quota = cgroup_cpu_quota()
+    cores = affinity if quota is None else min(affinity, math.floor(quota + 1e-9))
+    return max(1, cores)
+
+
+def configure_torch_threads(requested: int, *, available: int | None = None) -> int:
+    """Set torch's CPU threads once at process start; returns the number used.
+
+    ``requested`` is ``model.cpu_threads``: > 0 is used as given (a warning when it is
+    more than the available cores), 0 (auto) means ``available_cpus()``: affinity and
+    cgroup quota, never more, so one process does not oversubscribe its share. Auto
+    cannot know about other processes: two runs side by side on the same cores should
+    each set ``STREAM_WARMER_MODEL__CPU_THREADS`` to their share (e.g. 1 each on 2
+    cores); oversubscribed torch threads spin at every parallel region, and a training
+    round took 52 min instead of minutes that way. Intra-op threads are set each call;
+    inter-op threads only at the first (torch refuses them once set or once parallel
+    work started, which is ignored). Logged once per distinct value.
+    """
+    cores = available_cpus() if available is None else max(1, available)
+    threads = requested if requested > 0 else cores
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if not _THREADS.interop_tried:
+        _THREADS.interop_tried = True
+        with contextlib.suppress(RuntimeError):  # already set, or parallel work started
+            torch.set_num_interop_threads(threads)
+    if _THREADS.logged != (threads, cores):
+        _THREADS.logged = (threads, cores)
+        extra = {"threads": threads, "available_cores": cores,
+                 "source": "model.cpu_threads" if requested > 0 else "auto"}
+        if requested > cores:
+            log.warning("torch cpu threads above the available cores", extra=extra)
+        else:
+            log.info("torch cpu threads", extra=extra)
+    return threads
 
 
 def pick_device(setting: str) -> torch.device:

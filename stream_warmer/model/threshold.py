@@ -8,7 +8,7 @@ hit ratio whose warms per request stay within the better baseline's (less a marg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +72,7 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
                      "val_capacity": float(capacity)}
 
 
-def _baselines(pairs: list[tuple[str, Key]], cands: list[list[Key | None]], capacity: int,
+def _baselines(pairs: list[tuple[str, Key]], cands: Iterable[list[Key | None]], capacity: int,
                count_from: int) -> tuple[float, float]:
     """(hit, wpr) of the better of markov (rank-1 successor) and next key on the slice."""
     markov: list[Warm] = [(t, c[1]) if c[1] is not None else None

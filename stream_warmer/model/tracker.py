@@ -1,46 +1,39 @@
 """Online per-tenant state that turns each access into model inputs and candidates.
 
-``CandidateTracker.step(event)`` updates the tenant's successor table with the
-transition (previous key -> this key), then returns a ``Step``: the categorical ids,
-which classes were correct for this key at the previous step (``correct``, a bitmask;
-also the previous step's training target), which classes have a candidate now
-(``present``), and the candidate key of each class (None where absent). The same code
-runs in training and in serving, so features never drift between the two.
+For every access the tracker updates the tenant's successor table with the
+transition (previous key -> this key) and yields the categorical ids, which classes
+were correct for this key at the previous step (``correct``, a bitmask; also the
+previous step's training target), which classes have a candidate now (``present``),
+and the candidate key of each class (None where absent). The same code runs in
+training, in the evaluator and in serving, so features never drift between them.
+
+The per-event work is native code (``stream_warmer_native``, native/src/lib.rs): a
+Python loop over events was half of the serve path's time. ``step`` takes one
+access (a ``Step``); ``step_batch`` takes a micro-batch and returns arrays grouped by
+tenant (a ``Batch``); ``encode`` runs a whole training stream. The tracker also keeps
+each tenant's newest class probabilities (``set_probs``) so ``choose`` decodes warms
+from them without a round trip through Python objects.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import zlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from stream_warmer_native import Cands, Tracker
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.model.features import (
-    OPS,
-    TENANT_BUCKETS,
-    FeatureSpec,
-    Key,
-    parse_key,
-    signed_log_bucket,
-)
+from stream_warmer.model.features import OPS, FeatureSpec, Key
 
+I64 = npt.NDArray[np.int64]
 
-@dataclass(slots=True)
-class _Tenant:
-    succ: dict[Key, dict[Key, int]] = field(default_factory=dict)
-    key: Key | None = None
-    ts: int = 0
-    delta: int = 0
-    cands: list[Key | None] = field(default_factory=list)
-    bucket: int = 0
+__all__ = ["Batch", "CandidateTracker", "Cands", "Step"]
 
 
 class Step(NamedTuple):
-    """Model inputs and candidates of one access (a tuple: cheap on the serve path)."""
+    """Model inputs and candidates of one access."""
 
     cats: tuple[int, ...]
     correct: int
@@ -48,28 +41,52 @@ class Step(NamedTuple):
     cands: list[Key | None]
 
 
+class Batch(NamedTuple):
+    """A micro-batch of accesses, in event order (N events of B distinct tenants)."""
+
+    cats: I64  # (N, K) categorical ids
+    masks: I64  # (N, 2) correct, present bitmasks
+    group: I64  # (N,) index of the event's tenant in ``tenants``
+    pos: I64  # (N,) the event's place in its tenant's run within the batch
+    tenants: list[str]  # (B,) first appearance order
+    cands: Cands | None  # every event's candidates, when asked for
+
+
+def _i64(buf: bytearray, cols: int = 0) -> I64:
+    arr = np.frombuffer(buf, dtype=np.int64)
+    return arr.reshape(-1, cols) if cols else arr
+
+
 class CandidateTracker:
     """Per-tenant successor tables and last-step state, bounded per tenant."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
-        self._t: dict[str, _Tenant] = {}
-        self._off = [int(x) for x in spec.cat_offsets]
-        self._gap = list(spec.gap_edges)
-        self._size = list(spec.size_edges)
-        base = 1 + spec.ranks  # the size stride and every fixed delta exist for int keys
-        self._int_bits = (1 << base) | (((1 << len(spec.deltas)) - 1) << (base + 2))
-        self._last_bit = 1 << (base + 1)
-        self._ranks, self._unit, self._deltas = spec.ranks, spec.size_unit, spec.deltas
-        self._no_ranks: list[Key | None] = [None] * spec.ranks
-        self._no_ints: list[Key | None] = [None] * (2 + len(spec.deltas))
+        self._n_cats = len(spec.cat_sizes)
+        self._native = Tracker(
+            ranks=spec.ranks, deltas=list(spec.deltas), size_unit=spec.size_unit,
+            max_successors=spec.max_successors, max_keys_per_tenant=spec.max_keys_per_tenant,
+            gap_edges=list(spec.gap_edges), size_edges=list(spec.size_edges),
+            offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()))
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""
-        self._t.pop(tenant, None)
+        self._native.forget(tenant)
 
     def __len__(self) -> int:
-        return len(self._t)
+        return len(self._native)
+
+    def memory_bytes(self) -> int:
+        """Bytes of per-tenant state held (tables, last steps, newest probabilities)."""
+        return int(self._native.memory_bytes())
+
+    def table_len(self, tenant: str) -> int:
+        """Keys in ``tenant``'s successor table."""
+        return int(self._native.table_len(tenant))
+
+    def knows(self, tenant: str, key: Key) -> bool:
+        """Whether ``key`` (parsed) has a row in ``tenant``'s successor table."""
+        return bool(self._native.knows(tenant, key))
 
     def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]]]) -> None:
         """Add successor counts learnt elsewhere (e.g. the Markov baseline) to ``tenant``.
@@ -78,102 +95,43 @@ class CandidateTracker:
         hold (the newest keys and, per key, the most frequent successors are kept). The
         tenant's last key is not set, so its next access starts a fresh transition.
         """
-        st = self._t.get(tenant)
-        if st is None:
-            st = self._t[tenant] = _Tenant(bucket=zlib.crc32(tenant.encode()) % TENANT_BUCKETS)
-        rows = list(table)[-self.spec.max_keys_per_tenant :]
-        for prev, counts in rows:
-            merged = st.succ.pop(parse_key(prev), {})
-            for key, n in counts.items():
-                k = parse_key(key)
-                merged[k] = merged.get(k, 0) + int(n)
-            top = sorted(merged.items(), key=lambda kv: -kv[1])[: self.spec.max_successors]
-            st.succ[parse_key(prev)] = dict(top)
-            if len(st.succ) > self.spec.max_keys_per_tenant:
-                del st.succ[next(iter(st.succ))]
+        rows = [(key, [(s, int(n)) for s, n in counts.items()]) for key, counts in table]
+        self._native.seed(tenant, rows)
 
     def top_successors(self, tenant: str, key: Key, k: int) -> list[Key]:
         """The ``k`` most frequent successors of ``key`` seen for ``tenant`` (first seen
         first among equal counts), as the candidate ranks order them."""
-        st = self._t.get(tenant)
-        succ = st.succ.get(key) if st is not None else None
-        if not succ:
-            return []
-        return [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:k]]
+        return list(self._native.top_successors(tenant, key, k))
 
     def step(self, ev: AccessEvent) -> Step:
-        """Observe one access and return its inputs and candidates (the serve hot path)."""
-        st = self._t.get(ev.tenant)
-        if st is None:
-            bucket = zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS
-            st = self._t[ev.tenant] = _Tenant(bucket=bucket)
-        key = parse_key(ev.key)
-        correct = 0
-        if st.cands:
-            correct = _match_bits(st.cands, key) if key in st.cands else 1  # 1: NO-WARM
-        prev, delta_id, gap = st.key, 0, -1
-        if prev is not None:
-            self._learn(st, prev, key)
-            gap = ev.ts - st.ts
-            if isinstance(key, int) and isinstance(prev, int):
-                st.delta = key - prev
-                delta_id = signed_log_bucket(st.delta)
-        succ = st.succ.get(key)
-        cands, present = self._candidates(st, key, ev.size or 1, succ)
-        o = self._off
-        size = ev.size
-        cats = (o[0] + delta_id,
-                o[1] + (min(max(succ.values()).bit_length(), 15) if succ else 0),
-                o[2] + (len(succ) if succ else 0), o[3] + OPS.get(ev.op, 0),
-                o[4] + (0 if gap < 0 else 1 + bisect.bisect_left(self._gap, math.log1p(gap))),
-                o[5] + (0 if size is None else
-                        1 + bisect.bisect_left(self._size, math.log1p(size))),
-                o[6] + st.bucket, o[7] + int(key in st.succ))
-        st.key, st.ts, st.cands = key, ev.ts, cands
+        """Observe one access and return its inputs and candidates."""
+        cats, correct, present, cands = self._native.step(ev)
         return Step(cats, correct, present, cands)
 
-    def _learn(self, st: _Tenant, prev: Key, key: Key) -> None:
-        succ = st.succ.get(prev)
-        if succ is None:
-            if len(st.succ) >= self.spec.max_keys_per_tenant:
-                del st.succ[next(iter(st.succ))]  # oldest-inserted key goes first
-            succ = st.succ[prev] = {}
-        if key in succ:
-            succ[key] += 1
-        elif len(succ) < self.spec.max_successors:
-            succ[key] = 1
-        else:  # replace the least frequent (latest among ties) successor
-            worst = min(reversed(succ.items()), key=lambda kv: kv[1])[0]
-            del succ[worst]
-            succ[key] = 1
+    def step_batch(self, events: list[AccessEvent], *, keep: bool = False,
+                   marks_k: int = 0) -> Batch:
+        """Observe ``events`` in order (the serve path). With ``keep``, every event's
+        candidates come back too; with ``marks_k``, also each event's top ``marks_k``
+        successors right after it (``Cands.marks``)."""
+        cats, masks, group, pos, tenants, cands = self._native.step_batch(events, keep, marks_k)
+        return Batch(_i64(cats, self._n_cats), _i64(masks, 2), _i64(group), _i64(pos),
+                     tenants, cands)
 
-    def _candidates(self, st: _Tenant, key: Key, size: int,
-                    succ: dict[Key, int] | None) -> tuple[list[Key | None], int]:
-        """The candidate key of each class (None where absent) and the ``present`` bits."""
-        ranks, present = self._no_ranks, 0
-        if succ:
-            n = self._ranks
-            if len(succ) == 1:
-                ranks = [*succ, *self._no_ranks[1:]]
-                present = 2
-            else:  # stable: first seen first among equal counts
-                top = [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:n]]
-                ranks = [*top, *self._no_ranks[len(top):]]
-                present = ((1 << len(top)) - 1) << 1
-        if not isinstance(key, int):
-            return [None, *ranks, *self._no_ints], present
-        delta = st.delta
-        cands: list[Key | None] = [None, *ranks, key + max(1, size // self._unit),
-                                   key + delta if delta else None,
-                                   *[key + d for d in self._deltas]]
-        return cands, present | self._int_bits | (self._last_bit if delta else 0)
+    def encode(self, events: Sequence[AccessEvent], keep_from: int
+               ) -> tuple[I64, I64, I64, I64, I64, Cands]:
+        """A stream from this tracker's state: (cats (N, K), correct, present, target,
+        dense tenant index, candidates of the steps from ``keep_from``)."""
+        cats, correct, present, target, tenant, cands = self._native.encode(events, keep_from)
+        return (_i64(cats, self._n_cats), _i64(correct), _i64(present), _i64(target),
+                _i64(tenant), cands)
 
+    def set_probs(self, tenants: list[str], probs: npt.NDArray[np.float32]) -> None:
+        """Keep each tenant's newest class probabilities, (B, C)."""
+        self._native.set_probs(tenants, np.ascontiguousarray(probs, dtype=np.float32).tobytes())
 
-def _match_bits(cands: list[Key | None], key: Key) -> int:
-    """Bitmask of the classes whose candidate is ``key``."""
-    bits, bit = 0, 1
-    for cand in cands:
-        if cand == key:
-            bits |= bit
-        bit <<= 1
-    return bits
+    def choose(self, tenants: list[str], k: int, threshold: float
+               ) -> list[list[tuple[str, float]] | None]:
+        """Per tenant: up to ``k`` (key, score capped at 1) with the pooled probability
+        at or above ``threshold``, from its newest step; None before it has any."""
+        out: list[Any] = self._native.choose(tenants, k, threshold)
+        return out

@@ -1,4 +1,4 @@
-"""``bench pipeline`` end to end on a small real trace: it runs, cleans up, and reports."""
+"""``bench pipeline`` end to end on small real traces: it runs, cleans up, and reports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from stream_warmer.cli import main
+from stream_warmer.data import SAMPLE_TRACE
 from tests.integration.serve_helpers import serve_env
 from tests.traces import require_trace
 
@@ -40,4 +41,44 @@ def test_bench_pipeline_writes_its_row(
     assert "ceiling_events_per_s" in capsys.readouterr().out
     client = redis.Redis.from_url(redis_url)
     assert list(client.scan_iter("bench-*", count=1000)) == []  # its keys are gone
+    client.close()
+
+
+# a tiny LSTM (as the trainer tests shrink it): a training round of seconds on 2 cores
+TINY_LSTM = {
+    "TRAINER__EPOCHS": "1", "TRAINER__MAX_WINDOWS": "64", "TRAINER__SEQ_LEN": "16",
+    "MODEL__HIDDEN": "8", "MODEL__EMBED_DIM": "4", "MODEL__DEVICE": "cpu",
+    "MODEL__CPU_THREADS": "1",
+}
+
+
+def test_bench_pipeline_lstm_row_beside_markov(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    topics = {"events": "unused", "warm": "unused", "dlq": "unused"}
+    env = serve_env(kafka_bootstrap, redis_url, "unused", topics, "unused",
+                    TOPICS__PARTITIONS="2", **TINY_LSTM)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "bench.json"
+    code = main(["bench", "pipeline", "--trace", str(SAMPLE_TRACE), "--events", "3000",
+                 "--strategy", "markov,lstm", "--train-events", "3000", "--swap-timeout", "60",
+                 "--latency-seconds", "1", "--latency-warmup-seconds", "1", "--json", str(out)])
+    assert code == 0
+    markov, lstm = json.loads(out.read_text())
+    assert markov["strategy"] == "markov" and markov["model_version"] == "baseline"
+    assert markov["train_s"] is None
+    assert lstm["strategy"] == "lstm"
+    assert lstm["model_version"] not in {"baseline", "untrained", "candidate"}
+    assert lstm["train_events"] == 3000 and lstm["train_s"] > 0
+    assert lstm["warm_commands"] > 0 and lstm["latency_samples"] > 0
+    for row in (markov, lstm):  # the same loaded topic, after the training events
+        assert row["events"] == 3000 and row["trace_offset"] == 3000
+        assert row["ceiling_events_per_s"] == markov["ceiling_events_per_s"]
+        assert row["events_per_s"] > 0
+    printed = capsys.readouterr().out
+    assert lstm["model_version"] in printed and "goals lstm" in printed
+    client = redis.Redis.from_url(redis_url)
+    assert list(client.scan_iter("bench-*", count=1000)) == []  # the model store too
     client.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import time
 import types
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,9 @@ from stream_warmer.evaluation.compare import (
     resolve_trace,
 )
 from stream_warmer.events import AccessEvent
+from stream_warmer.model import runtime
 from stream_warmer.settings import load_settings
-from stream_warmer.strategies.base import WarmingStrategy
+from stream_warmer.strategies.base import Prediction, WarmingStrategy
 from stream_warmer.strategies.baselines import Markov
 
 
@@ -109,8 +112,8 @@ def test_cli_delay_gives_one_row_per_delay(
     assert [(r["strategy"], r["delay"]) for r in rows] == [
         ("none", 0), ("none", 1), ("none", 4), ("nextkey", 0), ("nextkey", 1), ("nextkey", 4)]
     fields = {"trace", "strategy", "cache_frac", "k", "capacity", "requests", "hit_ratio",
-              "warm_precision", "warms_per_request"}  # DESIGN §6, plus delay
-    assert all(set(r) == fields | {"delay"} for r in rows)
+              "warm_precision", "warms_per_request"}  # DESIGN §6, plus delay and timing
+    assert all(set(r) == fields | {"delay", "train_s", "replay_s"} for r in rows)
     nextkey = {r["delay"]: r["hit_ratio"] for r in rows if r["strategy"] == "nextkey"}
     assert nextkey[0] > nextkey[4]  # this trace's next key is timely only at L = 0
 
@@ -138,3 +141,91 @@ def test_cli_rejects_bad_delays(tiny: Path, capsys: pytest.CaptureFixture[str]) 
     assert main([*base, "--delay", "1.5"]) == 1
     assert main([*base, "--rate", "100"]) == 1
     assert main([*base, "--delay-ms", "5", "--rate", "0"]) == 1
+
+
+class Slow(Markov):
+    """Markov that takes ``pause`` seconds per prediction call (to be seen in replay_s)."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause = pause
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        for preds in super().predict_stream(events, k):
+            time.sleep(self.pause)
+            yield preds
+
+
+def fake_lstm(monkeypatch: pytest.MonkeyPatch, fit_s: float, pause: float) -> list[int]:
+    """A stand-in ``stream_warmer.strategies.lstm`` (fit sleeps ``fit_s``) and a recorder
+    of ``configure_torch_threads`` calls (no torch threads are changed)."""
+    def fit_strategy(_train: list[AccessEvent], _settings: object) -> WarmingStrategy:
+        time.sleep(fit_s)
+        return Slow(pause)
+
+    fake = types.ModuleType("stream_warmer.strategies.lstm")
+    fake.fit_strategy = fit_strategy  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stream_warmer.strategies.lstm", fake)
+    calls: list[int] = []
+
+    def configure(requested: int) -> int:
+        calls.append(requested)
+        return requested or 1
+
+    monkeypatch.setattr(runtime, "configure_torch_threads", configure)
+    return calls
+
+
+def test_json_rows_carry_train_and_replay_seconds(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = fake_lstm(monkeypatch, fit_s=0.2, pause=0.002)
+    monkeypatch.setenv("STREAM_WARMER_MODEL__CPU_THREADS", "1")
+    out = tmp_path / "rows.json"
+    rc = main(["evaluate", str(tiny), "--strategies", "markov1,lstm", "--k", "1",
+               "--cache-frac", "0.25,0.5", "--json", str(out), "--no-progress"])
+    assert rc == 0
+    assert calls == [1]  # threads configured once, from model.cpu_threads
+    captured = capsys.readouterr()
+    assert "train s" in captured.out and "replay s" in captured.out
+    assert "scan" in captured.err and "trace reads" in captured.err
+    rows = json.loads(out.read_text())
+    assert all(isinstance(r["train_s"], float) and isinstance(r["replay_s"], float)
+               for r in rows)
+    by = {r["strategy"]: r for r in rows}
+    assert by["lstm"]["train_s"] >= 0.2 > by["markov1"]["train_s"]
+    assert by["lstm"]["replay_s"] >= 200 * 0.002  # a sleep per event, both fs together
+    assert by["markov1"]["replay_s"] < by["lstm"]["replay_s"]
+    # one value per strategy, repeated on each of its rows
+    assert len({(r["train_s"], r["replay_s"]) for r in rows if r["strategy"] == "lstm"}) == 1
+
+
+def test_timing_never_changes_the_numbers(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_lstm(monkeypatch, fit_s=0.0, pause=0.0)
+    settings = load_settings(None, {})
+    a = evaluate_trace(TraceSource("tiny", tiny), ["lstm", "markov"], [1, 2], [0.5], settings)
+    fake_lstm(monkeypatch, fit_s=0.05, pause=0.001)
+    b = evaluate_trace(TraceSource("tiny", tiny), ["lstm", "markov"], [1, 2], [0.5], settings)
+    assert a == b  # rows that differ only in their seconds are equal
+    assert [r.train_s for r in a] != [r.train_s for r in b]
+
+
+def test_no_torch_threads_without_lstm(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_lstm(monkeypatch, fit_s=0.0, pause=0.0)
+    assert main(["evaluate", str(tiny), "--strategies", "markov1", "--k", "1",
+                 "--no-progress"]) == 0
+    assert calls == []
+
+
+def test_max_events_evaluates_a_prefix(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    base = ["evaluate", str(tiny), "--strategies", "markov1", "--k", "1",
+            "--cache-frac", "0.5", "--json", str(out), "--no-progress"]
+    assert main([*base, "--max-events", "60"]) == 0
+    [row] = json.loads(out.read_text())
+    assert row["trace"] == "tiny[:60]" and row["requests"] == 30
+    assert row["capacity"] == 7  # the first 60 events already hold all 14 pairs
+    assert main([*base, "--max-events", "1"]) == 1
+    events = list(TraceSource("tiny", tiny, max_events=60).events())
+    assert len(events) == 60 and events[-1].ts == 59

@@ -59,7 +59,9 @@ def test_lstm_shadows_follow_the_k_it_is_asked_for() -> None:
     events = [AccessEvent(tenant="t", key=str(k), ts=i)
               for i, k in enumerate([1, 5, 1, 6, 1, 7, 1, 8, 1, 9, 1])]
     list(strategy.predict_stream(events, 4))
-    assert strategy._markov(events[-1], strategy._tracker.step(events[-1])) == [
+    batch = strategy._tracker.step_batch([events[-1]], keep=True, marks_k=strategy._marks_k())
+    assert batch.cands is not None
+    assert strategy._markov(batch.cands, 0) == [
         "5", "6", "7", "8"]  # four successors of 1, beyond the model's 2 ranks
     assert strategy._k == 4
 

@@ -1,0 +1,187 @@
+"""The Python reference of the candidate tracker and the pooled decode (a test oracle).
+
+This was the product's implementation until the hot path moved to Rust
+(native/src/lib.rs, wrapped by ``stream_warmer.model.tracker``); it stays here,
+unchanged in behaviour, so the tests can hold the native code to the same semantics
+(tests/unit/test_native_tracker.py). Nothing in the package imports it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from operator import itemgetter
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.features import (
+    OPS,
+    TENANT_BUCKETS,
+    FeatureSpec,
+    Key,
+    parse_key,
+    signed_log_bucket,
+)
+from stream_warmer.model.tracker import Step
+
+
+@dataclass(slots=True)
+class _Tenant:
+    succ: dict[Key, dict[Key, int]] = field(default_factory=dict)
+    key: Key | None = None
+    ts: int = 0
+    delta: int = 0
+    cands: list[Key | None] = field(default_factory=list)
+    bucket: int = 0
+
+
+class ReferenceTracker:
+    """Per-tenant successor tables and last-step state, bounded per tenant."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self._t: dict[str, _Tenant] = {}
+        self._off = [int(x) for x in spec.cat_offsets]
+        self._gap = list(spec.gap_edges)
+        self._size = list(spec.size_edges)
+        base = 1 + spec.ranks  # the size stride and every fixed delta exist for int keys
+        self._int_bits = (1 << base) | (((1 << len(spec.deltas)) - 1) << (base + 2))
+        self._last_bit = 1 << (base + 1)
+        self._ranks, self._unit, self._deltas = spec.ranks, spec.size_unit, spec.deltas
+        self._no_ranks: list[Key | None] = [None] * spec.ranks
+        self._no_ints: list[Key | None] = [None] * (2 + len(spec.deltas))
+
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's state."""
+        self._t.pop(tenant, None)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+        """Add successor counts learnt elsewhere (e.g. the Markov baseline) to ``tenant``.
+
+        ``table`` yields (key, {successor: count}), oldest first; the bounds of the spec
+        hold (the newest keys and, per key, the most frequent successors are kept). The
+        tenant's last key is not set, so its next access starts a fresh transition.
+        """
+        st = self._t.get(tenant)
+        if st is None:
+            st = self._t[tenant] = _Tenant(bucket=zlib.crc32(tenant.encode()) % TENANT_BUCKETS)
+        rows = list(table)[-self.spec.max_keys_per_tenant :]
+        for prev, counts in rows:
+            merged = st.succ.pop(parse_key(prev), {})
+            for key, n in counts.items():
+                k = parse_key(key)
+                merged[k] = merged.get(k, 0) + int(n)
+            top = sorted(merged.items(), key=lambda kv: -kv[1])[: self.spec.max_successors]
+            st.succ[parse_key(prev)] = dict(top)
+            if len(st.succ) > self.spec.max_keys_per_tenant:
+                del st.succ[next(iter(st.succ))]
+
+    def top_successors(self, tenant: str, key: Key, k: int) -> list[Key]:
+        """The ``k`` most frequent successors of ``key`` seen for ``tenant`` (first seen
+        first among equal counts), as the candidate ranks order them."""
+        st = self._t.get(tenant)
+        succ = st.succ.get(key) if st is not None else None
+        if not succ:
+            return []
+        return [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:k]]
+
+    def step(self, ev: AccessEvent) -> Step:
+        """Observe one access and return its inputs and candidates (the serve hot path)."""
+        st = self._t.get(ev.tenant)
+        if st is None:
+            bucket = zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS
+            st = self._t[ev.tenant] = _Tenant(bucket=bucket)
+        key = parse_key(ev.key)
+        correct = 0
+        if st.cands:
+            correct = _match_bits(st.cands, key) if key in st.cands else 1  # 1: NO-WARM
+        prev, delta_id, gap = st.key, 0, -1
+        if prev is not None:
+            self._learn(st, prev, key)
+            gap = ev.ts - st.ts
+            if isinstance(key, int) and isinstance(prev, int):
+                st.delta = key - prev
+                delta_id = signed_log_bucket(st.delta)
+        succ = st.succ.get(key)
+        cands, present = self._candidates(st, key, ev.size or 1, succ)
+        o = self._off
+        size = ev.size
+        cats = (o[0] + delta_id,
+                o[1] + (min(max(succ.values()).bit_length(), 15) if succ else 0),
+                o[2] + (len(succ) if succ else 0), o[3] + OPS.get(ev.op, 0),
+                o[4] + (0 if gap < 0 else 1 + bisect.bisect_left(self._gap, math.log1p(gap))),
+                o[5] + (0 if size is None else
+                        1 + bisect.bisect_left(self._size, math.log1p(size))),
+                o[6] + st.bucket, o[7] + int(key in st.succ))
+        st.key, st.ts, st.cands = key, ev.ts, cands
+        return Step(cats, correct, present, cands)
+
+    def _learn(self, st: _Tenant, prev: Key, key: Key) -> None:
+        succ = st.succ.get(prev)
+        if succ is None:
+            if len(st.succ) >= self.spec.max_keys_per_tenant:
+                del st.succ[next(iter(st.succ))]  # oldest-inserted key goes first
+            succ = st.succ[prev] = {}
+        if key in succ:
+            succ[key] += 1
+        elif len(succ) < self.spec.max_successors:
+            succ[key] = 1
+        else:  # replace the least frequent (latest among ties) successor
+            worst = min(reversed(succ.items()), key=lambda kv: kv[1])[0]
+            del succ[worst]
+            succ[key] = 1
+
+    def _candidates(self, st: _Tenant, key: Key, size: int,
+                    succ: dict[Key, int] | None) -> tuple[list[Key | None], int]:
+        """The candidate key of each class (None where absent) and the ``present`` bits."""
+        ranks, present = self._no_ranks, 0
+        if succ:
+            n = self._ranks
+            if len(succ) == 1:
+                ranks = [*succ, *self._no_ranks[1:]]
+                present = 2
+            else:  # stable: first seen first among equal counts
+                top = [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)[:n]]
+                ranks = [*top, *self._no_ranks[len(top):]]
+                present = ((1 << len(top)) - 1) << 1
+        if not isinstance(key, int):
+            return [None, *ranks, *self._no_ints], present
+        delta = st.delta
+        cands: list[Key | None] = [None, *ranks, key + max(1, size // self._unit),
+                                   key + delta if delta else None,
+                                   *[key + d for d in self._deltas]]
+        return cands, present | self._int_bits | (self._last_bit if delta else 0)
+
+
+def _match_bits(cands: list[Key | None], key: Key) -> int:
+    """Bitmask of the classes whose candidate is ``key``."""
+    bits, bit = 0, 1
+    for cand in cands:
+        if cand == key:
+            bits |= bit
+        bit <<= 1
+    return bits
+
+
+def reference_choose(rows: list[list[float]], cands: list[list[Key | None]], k: int
+                     ) -> list[list[tuple[Key, float]]]:
+    """Per row: up to ``k`` (key, pooled probability), best first (dict pooling)."""
+    out = []
+    for row, cand in zip(rows, cands, strict=True):
+        pooled: dict[Key, float] = {}
+        for key, p in zip(cand, row):  # noqa: B905 - a row may be longer than its cands
+            if key is not None:
+                pooled[key] = pooled.get(key, 0.0) + p
+        if not pooled:
+            out.append([])
+        elif k == 1:
+            best = max(pooled, key=pooled.__getitem__)
+            out.append([(best, pooled[best])])
+        else:
+            out.append(sorted(pooled.items(), key=lambda kv: -kv[1])[:k])
+    return out

@@ -1,0 +1,176 @@
+"""The native tracker and decode against the Python reference (tests/reference_tracker.py).
+
+Random streams with small table bounds (so eviction and replacement happen all the
+time), integer and string keys, keys at the int64 edge, sizes None/0/large, time going
+backwards; every step's inputs and candidates must be identical, in every entry point
+(``step``, ``step_batch``, ``encode``), and the pooled decode must pick the same keys
+with the same scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.decode import choose
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.tracker import CandidateTracker
+from tests.reference_tracker import ReferenceTracker, reference_choose
+
+KEYS = st.one_of(
+    st.just("0"),  # a hub key: its successor table fills and gets replaced in
+    st.integers(1, 7).map(str),  # a small key space: repeats, successor tables fill
+    st.integers(0, 40).map(str),
+    st.sampled_from(["a", "b", "007", "0", "²", "١٢", "999999999999999999",
+                     "9223372036854775807", "1000000000000000000", ""]),
+)
+EVENTS = st.lists(
+    st.builds(AccessEvent, tenant=st.sampled_from(["t1", "t2", "tenant-ü"]), key=KEYS,
+              ts=st.integers(-5, 10_000), op=st.sampled_from(["get", "set", "del"]),
+              size=st.one_of(st.none(), st.integers(0, 5000),
+                             st.just(9_000_000_000_000_000_000))),
+    min_size=1, max_size=200)
+SPECS = st.builds(FeatureSpec, ranks=st.integers(1, 3),
+                  deltas=st.lists(st.integers(-3, 9), max_size=4, unique=True).map(tuple),
+                  size_unit=st.sampled_from([1, 8, 512]), max_successors=st.integers(3, 4),
+                  max_keys_per_tenant=st.integers(1, 6),
+                  gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=SPECS, events=EVENTS)
+def test_step_matches_the_reference(spec: FeatureSpec, events: list[AccessEvent]) -> None:
+    ref, native = ReferenceTracker(spec), CandidateTracker(spec)
+    for ev in events:
+        assert native.step(ev) == ref.step(ev), ev
+    for tenant in ("t1", "t2", "tenant-ü"):
+        for key in ("1", "a", "7"):
+            from stream_warmer.model.features import parse_key
+
+            k = parse_key(key)
+            assert native.top_successors(tenant, k, 3) == ref.top_successors(tenant, k, 3)
+    assert len(native) == len(ref)
+
+
+@settings(max_examples=80, deadline=None)
+@given(spec=SPECS, events=EVENTS, cut=st.integers(0, 120))
+def test_batch_and_encode_match_the_reference(spec: FeatureSpec, events: list[AccessEvent],
+                                              cut: int) -> None:
+    ref = ReferenceTracker(spec)
+    steps = [ref.step(ev) for ev in events]
+    cut = min(cut, len(events))
+    native = CandidateTracker(spec)
+    head = native.step_batch(events[:cut], keep=True, marks_k=4)
+    tail = native.step_batch(events[cut:], keep=True)
+    cats = np.concatenate([head.cats, tail.cats])
+    masks = np.concatenate([head.masks, tail.masks])
+    assert cats.tolist() == [list(s.cats) for s in steps]
+    assert masks.tolist() == [[s.correct, s.present] for s in steps]
+    assert head.cands is not None and tail.cands is not None
+    assert [*head.cands, *tail.cands] == [s.cands for s in steps]
+    # group / pos: each event's tenant (first appearance order) and place in its run
+    for batch, part in ((head, events[:cut]), (tail, events[cut:])):
+        seen: dict[str, int] = {}
+        for ev, g, p in zip(part, batch.group, batch.pos, strict=True):
+            assert batch.tenants[g] == ev.tenant
+            assert p == seen.get(ev.tenant, 0)
+            seen[ev.tenant] = p + 1
+    cats_e, correct, present, target, tenant, cands = CandidateTracker(spec).encode(events, cut)
+    assert cats_e.tolist() == cats.tolist()
+    assert correct.tolist() == [s.correct for s in steps]
+    assert present.tolist() == [s.present for s in steps]
+    assert list(cands) == [s.cands for s in steps[cut:]]
+    nxt: dict[str, int] = {}
+    expected = [-1] * len(events)
+    for i in range(len(events) - 1, -1, -1):
+        j = nxt.get(events[i].tenant)
+        if j is not None:
+            expected[i] = steps[j].correct
+        nxt[events[i].tenant] = i
+    assert target.tolist() == expected
+    order = list(dict.fromkeys(ev.tenant for ev in events))
+    assert tenant.tolist() == [order.index(ev.tenant) for ev in events]
+
+
+def test_a_full_successor_table_replaces_the_latest_least_frequent() -> None:
+    spec = FeatureSpec(ranks=2, max_successors=4)
+    ref, native = ReferenceTracker(spec), CandidateTracker(spec)
+    for i, key in enumerate(["x", "a", "x", "a", "x", "b", "x", "c", "x", "d", "x", "e", "x"]):
+        ev = AccessEvent(tenant="t", key=key, ts=i)
+        assert native.step(ev) == ref.step(ev)
+    assert native.top_successors("t", "x", 4) == ["a", "b", "c", "e"]  # d went, not b
+
+
+def test_marks_are_the_top_successors_right_after_each_step() -> None:
+    spec = FeatureSpec(ranks=1, max_successors=4)
+    events = [AccessEvent(tenant="t", key=k, ts=i) for i, k in enumerate("1213141512")]
+    ref = ReferenceTracker(spec)
+    expected = []
+    for ev in events:
+        ref.step(ev)
+        expected.append([str(k) for k in ref.top_successors("t", int(ev.key), 3)])
+    batch = CandidateTracker(spec).step_batch(events, keep=True, marks_k=3)
+    assert batch.cands is not None
+    assert [batch.cands.marks(i) for i in range(len(events))] == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=SPECS, events=EVENTS, k=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_choose_matches_the_reference_pooling(spec: FeatureSpec, events: list[AccessEvent],
+                                              k: int, seed: int) -> None:
+    ref = ReferenceTracker(spec)
+    cands = [ref.step(ev).cands for ev in events]
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(spec.n_classes), size=len(events)).astype(np.float32)
+    probs[:, 1] = probs[:, 2]  # equal scores: ties must break the same way
+    expected = reference_choose(probs.tolist(), cands, k)
+    assert choose(probs, cands, k) == expected
+    batch = CandidateTracker(spec).step_batch(events, keep=True)
+    assert batch.cands is not None
+    assert choose(probs, batch.cands, k) == expected
+    # serve's decode: the tenant's newest step, str keys, threshold before the cap
+    native = CandidateTracker(spec)
+    native.step_batch(events)
+    tenants = list(dict.fromkeys(ev.tenant for ev in events))
+    last = {ev.tenant: i for i, ev in enumerate(events)}
+    native.set_probs(tenants, probs[[last[t] for t in tenants]])
+    got = native.choose(tenants, k, 0.2)
+    want = [[(str(key), min(1.0, p)) for key, p in expected[last[t]] if p >= 0.2]
+            for t in tenants]
+    assert got == want
+
+
+def test_seed_matches_the_reference() -> None:
+    spec = FeatureSpec(max_successors=2, max_keys_per_tenant=3)
+    table = [("1", {"2": 3, "3": 1, "4": 3}), ("2", {"1": 1}), ("x", {"1": 2}),
+             ("1", {"3": 5}), ("5", {"6": 1})]
+    ref, native = ReferenceTracker(spec), CandidateTracker(spec)
+    ref.seed("t", table)
+    native.seed("t", table)
+    for key in (1, 2, "x", 5):
+        assert native.top_successors("t", key, 2) == ref.top_successors("t", key, 2)
+    ev = AccessEvent(tenant="t", key="1", ts=0)
+    assert native.step(ev) == ref.step(ev)
+
+
+def test_bad_probabilities_are_refused() -> None:
+    native = CandidateTracker(FeatureSpec())
+    native.step(AccessEvent(tenant="t", key="1", ts=0))
+    with pytest.raises(ValueError, match="one row"):
+        native.set_probs(["t", "u"], np.zeros((1, FeatureSpec().n_classes), np.float32))
+
+
+def test_memory_is_reported_and_bounded_by_the_table_bounds() -> None:
+    spec = FeatureSpec(max_successors=2, max_keys_per_tenant=100)
+    native = CandidateTracker(spec)
+    for i in range(20_000):
+        native.step(AccessEvent(tenant="t", key=str(i % 5000), ts=i))
+    assert native.table_len("t") == 100
+    one = native.memory_bytes()
+    assert 0 < one < 100 * 400  # bytes per key row, bounded
+    for i in range(20_000):
+        native.step(AccessEvent(tenant="t", key=str(i), ts=i))
+    assert native.memory_bytes() < 2 * one
