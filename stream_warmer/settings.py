@@ -396,14 +396,8 @@ class Settings(BaseSettings):
     def _bounds_agree(self) -> Settings:
         # ConfigError, not ValueError: pydantic would quote the whole input back (with
         # any secrets in it) and name no variable
-        if self.strategy.name == "lstm" and self.window.max_tenants > self.model.max_state_slots:
-            msg = (f"{ENV_PREFIX}WINDOW__MAX_TENANTS (window.max_tenants="
-                   f"{self.window.max_tenants}) is above {ENV_PREFIX}MODEL__MAX_STATE_SLOTS "
-                   f"(model.max_state_slots={self.model.max_state_slots}): with "
-                   "strategy.name=lstm a tenant beyond the model's state slots would lose "
-                   "its recurrent state and candidates while its window is still held; "
-                   "lower window.max_tenants or raise model.max_state_slots")
-            raise ConfigError(msg)
+        if self.strategy.name == "lstm":
+            check_lstm_bounds(self.window.max_tenants, self.model.max_state_slots)
         return self
 
     @classmethod
@@ -478,3 +472,15 @@ def _explain(exc: ValidationError) -> str:
         var = ENV_PREFIX + "__".join(part.upper() for part in loc)
         lines.append(f"  {var} ({'.'.join(loc)}): {err['msg']}; got {err.get('input')!r}")
     return "\n".join(lines)
+
+
+def check_lstm_bounds(max_tenants: int, max_state_slots: int) -> None:
+    """Raise ``ConfigError`` when the LSTM would serve more windows than state slots."""
+    if max_tenants > max_state_slots:
+        msg = (f"{ENV_PREFIX}WINDOW__MAX_TENANTS (window.max_tenants="
+               f"{max_tenants}) is above {ENV_PREFIX}MODEL__MAX_STATE_SLOTS "
+               f"(model.max_state_slots={max_state_slots}): with "
+               "strategy.name=lstm a tenant beyond the model's state slots would lose "
+               "its recurrent state and candidates while its window is still held; "
+               "lower window.max_tenants or raise model.max_state_slots")
+        raise ConfigError(msg)

@@ -38,9 +38,9 @@ Timing (``train_s``, ``replay_s``; wall seconds of this process, per strategy an
 trace, the same on each of the strategy's rows, never part of the numbers above):
 ``train_s`` is building the strategy's instances and telling them C (the ``lstm``
 training on the first half, reading that half included; ~0 for a baseline);
-``replay_s`` is its ``predict_stream`` (all its instances) and the LRU caches its
-warms feed, less the time spent reading the trace, which the strategies share and
-``ReplayTimes`` reports with the counting pass.
+``replay_s`` is its ``predict_stream`` (all its instances), less the time spent
+reading the trace, which the strategies share and ``ReplayTimes`` reports with the
+counting pass.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class _Lane:
     k: int
     fracs: list[float]  # the f of each cache in every ``sims`` list (one per delay)
     sims: list[tuple[int, list[LruSim]]]
-    replay_s: float = 0.0  # its predictions and cache steps in the replay
+    replay_s: float = 0.0  # its predictions in the replay
 
 
 def capacity_for(frac: float, distinct: int) -> int:
@@ -294,53 +294,44 @@ def _timed(events: Iterable[AccessEvent], spent: list[float]) -> Iterator[Access
     it = iter(events)
     while True:
         started = clock()
-        try:
-            event = next(it)
-        except StopIteration:
-            spent[0] += clock() - started
-            return
+        event = next(it, None)
         spent[0] += clock() - started
+        if event is None:
+            return
         yield event
 
 
-def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> float:
-    """Replay ``events`` through every lane; adds each lane's seconds to its
-    ``replay_s`` (less trace reading) and returns the seconds spent reading the trace.
+def _charged(stream: Iterable[list[Prediction]], lane: _Lane, read: list[float]
+             ) -> Iterator[list[Prediction]]:
+    """``stream``, adding the seconds of each of its steps to ``lane.replay_s``, less
+    the trace reads in them (a batching strategy reads ahead through its tee copy)."""
+    clock = time.perf_counter
+    it = iter(stream)
+    while True:
+        started, before = clock(), read[0]
+        pred = next(it, None)
+        lane.replay_s += clock() - started - (read[0] - before)
+        if pred is None:
+            return
+        yield pred
 
-    Steps as ``zip(copies[0], *streams, strict=True)`` would, lane by lane, with a
-    clock reading between lanes: a batching strategy that reads ahead through its tee
-    copy is not charged for the reads (they are subtracted).
-    """
+
+def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> float:
+    """Replay ``events`` through every lane (each lane's prediction seconds go to its
+    ``replay_s``); return the seconds spent reading the trace."""
     read = [0.0]
     copies = tee(_timed(events, read), len(lanes) + 1)
-    streams = [lane.strategy.predict_stream(copies[i + 1], lane.k) for i, lane in enumerate(lanes)]
+    streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
+               for i, lane in enumerate(lanes)]
     feeds = [[(k, [sim.step for sim in sims]) for k, sims in lane.sims] for lane in lanes]
-    spent = [0.0] * len(lanes)
-    work = list(zip(range(len(lanes)), streams, feeds, strict=True))
-    end: list[Prediction] = []  # a sentinel (identity only)
-    clock = time.perf_counter
-    for i, event in enumerate(copies[0]):
+    for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
         tenant = event.tenant
         item = (tenant, event.key)
-        prev, prev_read = clock(), read[0]
-        for j, stream, feed in work:
-            pred = next(stream, end)
-            if pred is end:
-                msg = f"zip() argument {j + 2} is shorter than argument 1"
-                raise ValueError(msg)  # what zip(strict=True) said
+        for feed, pred in zip(feeds, preds, strict=True):
             warms = [(tenant, p.key) for p in pred]
             for k, steps in feed:
                 named = warms[:k] if k < len(warms) else warms
                 for step in steps:
                     step(item, named, counting)
-            now, now_read = clock(), read[0]
-            spent[j] += (now - prev) - (now_read - prev_read)
-            prev, prev_read = now, now_read
-    for j, stream in enumerate(streams):
-        if next(stream, end) is not end:
-            msg = f"zip() argument {j + 2} is longer than argument 1"
-            raise ValueError(msg)
-    for lane, seconds in zip(lanes, spent, strict=True):
-        lane.replay_s += seconds
     return read[0]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stream_warmer.bench import pipeline
+from stream_warmer.bench import swap as bench_swap
 from stream_warmer.bench.pipeline import (
     PipelineResult,
     format_rows,
@@ -138,10 +139,10 @@ def test_lstm_settings_that_serve_or_the_trainer_refuse_fail_first() -> None:
     settings = load_settings(None, {"STREAM_WARMER_WINDOW__MAX_TENANTS": "100",
                                     "STREAM_WARMER_MODEL__MAX_STATE_SLOTS": "10"})
     with pytest.raises(ConfigError, match="max_state_slots"):
-        pipeline._check_lstm_settings(settings, 10_000)
+        bench_swap.check_lstm_settings(settings, 10_000)
     with pytest.raises(ConfigError, match="min_events"):
-        pipeline._check_lstm_settings(load_settings(None, {}), 10)
-    pipeline._check_lstm_settings(load_settings(None, {}), 10_000)
+        bench_swap.check_lstm_settings(load_settings(None, {}), 10)
+    bench_swap.check_lstm_settings(load_settings(None, {}), 10_000)
 
 
 class _App:
@@ -156,7 +157,7 @@ class _Model:
 def test_swap_notes_the_version_and_the_events_before_it() -> None:
     offers: list[Any] = [None, _Model(), None]
     app = _App()
-    swap = pipeline._Swap(lambda: offers.pop(0), app)
+    swap = bench_swap.Swap(lambda: offers.pop(0), app)
     assert swap() is None and not swap.done.is_set()
     app.stats.consumed = 7
     assert isinstance(swap(), _Model)
@@ -174,11 +175,11 @@ class _Watcher:
 
 
 def _served_without_swap(timeout_s: float) -> Any:
-    served = object.__new__(pipeline._Served)
+    served = object.__new__(bench_swap.Served)
     served.watcher = _Watcher()
-    served.swap = pipeline._Swap(lambda: None, _App())
+    served.swap = bench_swap.Swap(lambda: None, _App())
     served._timeout_s = timeout_s
-    served._model = pipeline.TrainedModel("v1", "updates", 500, 1.0)
+    served._model = bench_swap.TrainedModel("v1", "updates", 500, 1.0)
     return served
 
 
