@@ -50,7 +50,10 @@ def test_bench_live_matches_its_delay_aware_offline_number(
     live_gain = row["hit_ratio"] - row["live_none_hit_ratio"]
     # at the measured delays' spread (the median alone rounds to 0 requests here)
     offline_gain = row["delay_mix_offline_hit_ratio"] - row["none_hit_ratio"]
-    tolerance = 0.03 if cache == "lru" else 0.06
+    # at 100 ev/s the measured delays are 1-2 requests, and whether their low
+    # percentiles round to 1 moves the delay-mixture number by ~0.04 from run to run
+    # (measured on one fresh broker, same code: 0.510 or 0.551 with live 0.511-0.516)
+    tolerance = 0.05 if cache == "lru" else 0.08
     assert abs(live_gain - offline_gain) <= tolerance, row
     if cache == "lru":  # the exact LRU's control is the offline replay itself
         assert row["live_none_hit_ratio"] == row["none_hit_ratio"]
