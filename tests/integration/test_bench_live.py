@@ -52,7 +52,10 @@ def test_bench_live_matches_its_delay_aware_offline_number(
     offline_gain = row["delay_mix_offline_hit_ratio"] - row["none_hit_ratio"]
     # at 100 ev/s the measured delays are 1-2 requests, and whether their low
     # percentiles round to 1 moves the delay-mixture number by ~0.04 from run to run
-    # (measured on one fresh broker, same code: 0.510 or 0.551 with live 0.511-0.516)
+    # (measured on one fresh broker, same code: 0.510 or 0.551 with live 0.511-0.516).
+    # With Redis as the cache the warmed run loses to its own unwarmed control here
+    # (live 0.64-0.66 vs 0.71-0.72, older code too): its bound is that loss, an open
+    # problem (README), not noise
     tolerance = 0.05 if cache == "lru" else 0.08
     assert abs(live_gain - offline_gain) <= tolerance, row
     if cache == "lru":  # the exact LRU's control is the offline replay itself
