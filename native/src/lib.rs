@@ -16,6 +16,8 @@ use pyo3::types::{PyByteArray, PyList, PyString, PyTuple};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
+mod slots;
+
 const TENANT_BUCKETS: u32 = 32;
 const DELTA_BITS: u32 = 40;
 const N_CATS: usize = 8;
@@ -111,6 +113,10 @@ struct TenantState {
     cands: Vec<Option<Key>>,
     bucket: i64,
     probs: Vec<f32>,
+    /// The `step_batch` call that last saw this tenant, its group and run length there.
+    batch: u64,
+    group: i64,
+    run: i64,
 }
 
 impl TenantState {
@@ -177,6 +183,7 @@ struct Tracker {
     int_bits: i64,
     last_bit: i64,
     tenants: FxHashMap<Box<str>, TenantState>,
+    batches: u64, // `step_batch` calls so far
 }
 
 /// The attributes of one `AccessEvent` (any object with them).
@@ -218,14 +225,14 @@ impl Tracker {
         self.tenants.get_mut(tenant).expect("just inserted")
     }
 
-    fn learn(st: &mut TenantState, prev: &Key, key: &Key, max_keys: usize, max_succ: usize) {
-        if !st.succ.contains_key(prev) {
+    fn learn(st: &mut TenantState, prev: Key, key: &Key, max_keys: usize, max_succ: usize) {
+        let Some((_, succ)) = st.succ.get_mut(&prev) else {
             if st.succ.len() >= max_keys {
                 st.evict_oldest(); // the oldest-inserted key goes first
             }
-            st.insert(prev.clone(), Vec::new());
-        }
-        let succ = &mut st.succ.get_mut(prev).expect("present").1;
+            st.insert(prev, vec![(key.clone(), 1)]);
+            return;
+        };
         if let Some(e) = succ.iter_mut().find(|e| e.0 == *key) {
             e.1 += 1;
         } else if succ.len() < max_succ {
@@ -245,9 +252,31 @@ impl Tracker {
 
     /// The `k` most frequent successors of `key`, first seen first among equal counts.
     fn top(succ: &[(Key, i64)], k: usize) -> Vec<&Key> {
-        let mut idx: Vec<usize> = (0..succ.len()).collect();
-        idx.sort_by(|&a, &b| succ[b].1.cmp(&succ[a].1)); // stable
-        idx.into_iter().take(k).map(|i| &succ[i].0).collect()
+        let mut out = Vec::with_capacity(k.min(succ.len()));
+        Self::for_top(succ, k, |key| out.push(key));
+        out
+    }
+
+    /// `f` on each of `top(succ, k)` in order, without allocating for short tables.
+    fn for_top<'s>(succ: &'s [(Key, i64)], k: usize, mut f: impl FnMut(&'s Key)) {
+        let n = succ.len();
+        if n > 64 {
+            let mut idx: Vec<usize> = (0..n).collect();
+            idx.sort_by(|&a, &b| succ[b].1.cmp(&succ[a].1)); // stable
+            idx.into_iter().take(k).for_each(|i| f(&succ[i].0));
+            return;
+        }
+        let mut taken = 0u64;
+        for _ in 0..k.min(n) {
+            let mut best = usize::MAX;
+            for (i, e) in succ.iter().enumerate() {
+                if taken >> i & 1 == 0 && (best == usize::MAX || e.1 > succ[best].1) {
+                    best = i;
+                }
+            }
+            taken |= 1 << best;
+            f(&succ[best].0);
+        }
     }
 
     /// Observe one access; the tenant's candidates become this step's.
@@ -264,31 +293,32 @@ impl Tracker {
         let st = self.state(tenant);
         let mut correct = 0i64;
         if !st.cands.is_empty() {
-            correct = if st.cands.iter().any(|c| c.as_ref() == Some(&key)) {
-                st.cands.iter().enumerate()
-                    .filter(|(_, c)| c.as_ref() == Some(&key))
-                    .fold(0i64, |bits, (i, _)| bits | (1 << i))
-            } else {
-                1 // NO-WARM
-            };
+            correct = st.cands.iter().enumerate()
+                .filter(|(_, c)| c.as_ref() == Some(&key))
+                .fold(0i64, |bits, (i, _)| bits | (1 << i));
+            if correct == 0 {
+                correct = 1; // NO-WARM (class 0 is never a key)
+            }
         }
         let (mut delta_id, mut gap) = (0i64, -1i64);
         if let Some(prev) = st.key.take() {
-            Self::learn(st, &prev, &key, max_keys, max_succ);
-            gap = ts.wrapping_sub(st.ts);
             if let (Key::Int(k), Key::Int(p)) = (&key, &prev) {
                 st.delta = k - p;
                 delta_id = signed_log_bucket(st.delta);
             }
+            Self::learn(st, prev, &key, max_keys, max_succ);
+            gap = ts.wrapping_sub(st.ts);
         }
-        let mut cands: Vec<Option<Key>> = Vec::with_capacity(n_classes);
+        let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
+        cands.clear();
         cands.push(None);
         let mut present = 0i64;
-        let (top_count, n_succ) = match st.successors(&key) {
+        let row = st.succ.get(&key);
+        let known = i64::from(row.is_some());
+        let (top_count, n_succ) = match row.map(|e| &e.1).filter(|v| !v.is_empty()) {
             Some(succ) => {
-                let top = Self::top(succ, ranks);
-                present = ((1i64 << top.len()) - 1) << 1;
-                cands.extend(top.into_iter().map(|k| Some(k.clone())));
+                Self::for_top(succ, ranks, |k| cands.push(Some(k.clone())));
+                present = ((1i64 << (cands.len() - 1)) - 1) << 1;
                 let max = succ.iter().map(|e| e.1).max().unwrap_or(0);
                 (i64::from(bit_length(max.max(0) as u64).min(15)), succ.len() as i64)
             }
@@ -306,7 +336,6 @@ impl Tracker {
         }
         let gap_id = if gap < 0 { 0 } else { 1 + bisect_left(&gap_edges, (gap as f64).ln_1p()) };
         let size_id = size.map_or(0, |s| 1 + bisect_left(&size_edges, (s as f64).ln_1p()));
-        let known = i64::from(st.succ.contains_key(&key));
         let cats = [o[0] + delta_id, o[1] + top_count, o[2] + n_succ, o[3] + op_id,
                     o[4] + gap_id, o[5] + size_id, o[6] + st.bucket, o[7] + known];
         st.key = Some(key);
@@ -325,8 +354,13 @@ impl Tracker {
 }
 
 fn i64_bytes<'py>(py: Python<'py>, v: &[i64]) -> Bound<'py, PyByteArray> {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-    PyByteArray::new(py, &bytes)
+    PyByteArray::new_with(py, v.len() * 8, |buf| {
+        for (chunk, x) in buf.chunks_exact_mut(8).zip(v) {
+            chunk.copy_from_slice(&x.to_ne_bytes());
+        }
+        Ok(())
+    })
+    .expect("filling a new bytearray cannot fail")
 }
 
 fn f32_rows(buf: &[u8], n_classes: usize) -> PyResult<Vec<f32>> {
@@ -361,10 +395,12 @@ fn pooled_top<'c>(row: &[f32], cands: &'c [Option<Key>], k: usize) -> Vec<(&'c K
     pooled
 }
 
-/// Rows of `(key, score)` picks as Python lists of tuples.
+/// Rows of `(key, score)` picks as a Python list of tuples, or of `make(key, score)`.
 /// `threshold` applies to the score before the cap (serve's rule) unless `capped_threshold`.
+#[allow(clippy::too_many_arguments)]
 fn picks_to_py<'py>(py: Python<'py>, picks: &[(&Key, f64)], as_str: bool, cap: bool,
-                    threshold: Option<f64>, capped_threshold: bool) -> PyResult<Bound<'py, PyList>> {
+                    threshold: Option<f64>, capped_threshold: bool,
+                    make: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
     for &(key, s) in picks {
         let score = if cap && s >= 1.0 { 1.0 } else { s };
@@ -372,7 +408,11 @@ fn picks_to_py<'py>(py: Python<'py>, picks: &[(&Key, f64)], as_str: bool, cap: b
             continue;
         }
         let k = if as_str { key.to_pystr(py) } else { key.to_object(py)? };
-        out.append(PyTuple::new(py, [k, score.into_pyobject(py)?.into_any().unbind()])?)?;
+        let score = score.into_pyobject(py)?.into_any().unbind();
+        match make {
+            Some(make) => out.append(make.call1((k, score))?)?,
+            None => out.append(PyTuple::new(py, [k, score])?)?,
+        }
     }
     Ok(out)
 }
@@ -395,7 +435,7 @@ impl Tracker {
         let int_bits = (1i64 << base) | (((1i64 << deltas.len()) - 1) << (base + 2));
         Ok(Tracker { ranks, deltas, size_unit, max_successors, max_keys: max_keys_per_tenant,
                      gap_edges, size_edges, offsets, ops, int_bits, last_bit: 1 << (base + 1),
-                     tenants: FxHashMap::default() })
+                     tenants: FxHashMap::default(), batches: 0 })
     }
 
     fn __len__(&self) -> usize {
@@ -451,7 +491,8 @@ impl Tracker {
         let n = events.len();
         let (mut cats, mut masks) = (Vec::with_capacity(n * N_CATS), Vec::with_capacity(2 * n));
         let (mut group, mut pos) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut index: FxHashMap<Box<str>, (i64, i64)> = FxHashMap::default();
+        self.batches += 1;
+        let batch = self.batches;
         let tenants = PyList::empty(py);
         let n_classes = self.n_classes();
         let mut kept = keep.then(|| Cands { n_classes, cands: Vec::new(), marks: Vec::new() });
@@ -461,19 +502,16 @@ impl Tracker {
             let s = self.step_one(tenant, ev.key.to_str()?, ev.ts, ev.op.to_str()?, ev.size);
             cats.extend_from_slice(&s.cats);
             masks.extend_from_slice(&[s.correct, s.present]);
-            let slot = match index.get_mut(tenant) {
-                Some(e) => { e.1 += 1; *e }
-                None => {
-                    let e = (index.len() as i64, 0);
-                    index.insert(tenant.into(), e);
-                    tenants.append(&ev.tenant)?;
-                    e
-                }
-            };
-            group.push(slot.0);
-            pos.push(slot.1);
+            let st = self.tenants.get_mut(tenant).expect("just stepped");
+            if st.batch == batch {
+                st.run += 1;
+            } else {
+                (st.batch, st.group, st.run) = (batch, tenants.len() as i64, 0);
+                tenants.append(&ev.tenant)?;
+            }
+            group.push(st.group);
+            pos.push(st.run);
             if let Some(c) = kept.as_mut() {
-                let st = &self.tenants[tenant];
                 c.cands.extend(st.cands.iter().cloned());
                 if marks_k > 0 {
                     let key = st.key.as_ref().expect("just stepped");
@@ -526,32 +564,35 @@ impl Tracker {
 
     /// Keep each tenant's newest class probabilities (rows of float32, one per tenant).
     fn set_probs(&mut self, tenants: &Bound<'_, PyList>, probs: &[u8]) -> PyResult<()> {
-        let n_classes = self.n_classes();
-        let rows = f32_rows(probs, n_classes)?;
-        if rows.len() != tenants.len() * n_classes {
-            return Err(PyValueError::new_err("one row of probabilities per tenant"));
+        let row_bytes = 4 * self.n_classes();
+        if probs.len() != tenants.len() * row_bytes {
+            return Err(PyValueError::new_err("one row of n_classes float32 per tenant"));
         }
-        for (t, row) in tenants.iter().zip(rows.chunks_exact(n_classes)) {
+        for (t, row) in tenants.iter().zip(probs.chunks_exact(row_bytes)) {
             let t = t.downcast_into::<PyString>()?;
             if let Some(st) = self.tenants.get_mut(t.to_str()?) {
                 st.probs.clear();
-                st.probs.extend_from_slice(row);
+                st.probs.extend(row.chunks_exact(4)
+                    .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])));
             }
         }
         Ok(())
     }
 
     /// Per tenant: up to `k` warms `(key str, score capped at 1)` at or above
-    /// `threshold` from its newest candidates and probabilities, or None when it has
-    /// no probabilities yet.
+    /// `threshold` from its newest candidates and probabilities (as `make(key, score)`
+    /// when given), or None when it has no probabilities yet.
+    #[pyo3(signature = (tenants, k, threshold, make=None))]
     fn choose<'py>(&self, py: Python<'py>, tenants: &Bound<'py, PyList>, k: usize,
-                   threshold: f64) -> PyResult<Bound<'py, PyList>> {
+                   threshold: f64, make: Option<&Bound<'py, PyAny>>
+                   ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for t in tenants.iter() {
             let t = t.downcast_into::<PyString>()?;
             match self.tenants.get(t.to_str()?).filter(|st| !st.probs.is_empty()) {
                 Some(st) => out.append(picks_to_py(
-                    py, &pooled_top(&st.probs, &st.cands, k), true, true, Some(threshold), false)?)?,
+                    py, &pooled_top(&st.probs, &st.cands, k), true, true, Some(threshold), false,
+                    make)?)?,
                 None => out.append(py.None())?,
             }
         }
@@ -654,16 +695,18 @@ impl Cands {
     /// Per step: up to `k` `(key, pooled probability)` best first from `probs`
     /// (N rows of `n_classes` float32). Keys as str with `as_str` (scores then capped
     /// at 1, and `threshold` applies to the capped score), else as the parsed key.
-    #[pyo3(signature = (probs, k, as_str=false, threshold=None))]
+    #[pyo3(signature = (probs, k, as_str=false, threshold=None, make=None))]
     fn choose<'py>(&self, py: Python<'py>, probs: &[u8], k: usize, as_str: bool,
-                   threshold: Option<f64>) -> PyResult<Bound<'py, PyList>> {
+                   threshold: Option<f64>, make: Option<&Bound<'py, PyAny>>
+                   ) -> PyResult<Bound<'py, PyList>> {
         let rows = f32_rows(probs, self.n_classes)?;
         if rows.len() != self.cands.len() {
             return Err(PyValueError::new_err("one row of probabilities per step"));
         }
         let out = PyList::empty(py);
         for (row, cands) in rows.chunks_exact(self.n_classes).zip(self.cands.chunks_exact(self.n_classes)) {
-            out.append(picks_to_py(py, &pooled_top(row, cands, k), as_str, as_str, threshold, true)?)?;
+            out.append(picks_to_py(py, &pooled_top(row, cands, k), as_str, as_str, threshold, true,
+                                   make)?)?;
         }
         Ok(out)
     }
@@ -673,5 +716,6 @@ impl Cands {
 fn stream_warmer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tracker>()?;
     m.add_class::<Cands>()?;
+    m.add_class::<slots::Slots>()?;
     Ok(())
 }

@@ -73,12 +73,12 @@ class StateSlots:
 
     def read(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, c) of ``slots``: copies, (L, B, H) each."""
-        return self.h[:, slots], self.c[:, slots]
+        return self.h.index_select(1, slots), self.c.index_select(1, slots)
 
     def write(self, slots: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> None:
         """Store (h, c) (L, B, H) into ``slots``; bf16 under autocast, kept in fp32 here."""
-        self.h[:, slots] = h.to(self.h.dtype)
-        self.c[:, slots] = c.to(self.c.dtype)
+        self.h.index_copy_(1, slots, h.to(self.h.dtype))  # slots are distinct
+        self.c.index_copy_(1, slots, c.to(self.c.dtype))
 
     def reset(self, slots: torch.Tensor) -> None:
         """Re-initialise the given slots (a new or evicted tenant) to the zero state."""

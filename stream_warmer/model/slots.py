@@ -9,68 +9,55 @@ owner's slot is reset to the zero state before use, so memory for state is bound
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from stream_warmer_native import Slots
 
 from stream_warmer.model.net import StateSlots
 
 
 class TenantSlots:
-    """Tenant -> slot of ``states``, least recently used evicted (module docstring)."""
+    """Tenant -> slot of ``states``, least recently used evicted (module docstring).
+
+    The table is native code (``stream_warmer_native.Slots``, native/src/slots.rs):
+    one hash lookup per tenant of a batch, O(1) recency updates."""
 
     def __init__(self, states: StateSlots, on_evict: Callable[[str], None]) -> None:
         self.states = states
         self.on_evict = on_evict
-        self._slots: OrderedDict[str, int] = OrderedDict()
-        self._free: list[int] = []
+        self._table = Slots(states.capacity)
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._table)
 
     def __contains__(self, tenant: object) -> bool:
-        return tenant in self._slots
+        return isinstance(tenant, str) and tenant in self._table
 
     @property
     def capacity(self) -> int:
         """Number of slots."""
         return self.states.capacity
 
-    def ids(self, tenants: list[str]) -> list[int]:
-        """The slot of each tenant (at most ``capacity`` distinct), assigning new ones."""
-        get, touch = self._slots.get, self._slots.move_to_end
-        out, fresh = [], []
-        for tenant in tenants:
-            slot = get(tenant)
-            if slot is None:
-                slot = self._assign(tenant)
-                fresh.append(slot)
-            else:
-                touch(tenant)
-            out.append(slot)
-        if fresh:
-            self.states.reset(torch.tensor(fresh, device=self.states.h.device))
-        return out
-
-    def _assign(self, tenant: str) -> int:
-        if self._free:
-            slot = self._free.pop()
-        elif len(self._slots) < self.capacity:
-            slot = len(self._slots)  # slots in use + free ones are always 0..n-1
-        else:
-            old, slot = self._slots.popitem(last=False)
+    def ids(self, tenants: list[str]) -> np.ndarray:
+        """The slot of each tenant (at most ``capacity`` distinct, int64), assigning new
+        ones; the tenants that lost theirs are told to ``on_evict``, oldest first."""
+        ids, fresh, evicted = self._table.ids(tenants)
+        for old in evicted:
             self.on_evict(old)
-        self._slots[tenant] = slot
-        return slot
+        if fresh:
+            self.states.reset(torch.frombuffer(fresh, dtype=torch.int64).to(self.states.h.device))
+        return np.frombuffer(ids, dtype=np.int64)
 
     def release(self, tenant: str) -> None:
         """The tenant is gone: its slot may be given to another."""
-        slot = self._slots.pop(tenant, None)
-        if slot is not None:
-            self._free.append(slot)
+        self._table.release(tenant)
 
     def clear(self) -> None:
         """Every tenant loses its slot (their next step starts from the zero state)."""
-        self._slots.clear()
-        self._free.clear()
+        self._table.clear()
+
+    def memory_bytes(self) -> int:
+        """Bytes of the table itself (the state tensors are ``states``)."""
+        return int(self._table.memory_bytes())

@@ -17,8 +17,8 @@ from them without a round trip through Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.model.features import OPS, FeatureSpec, Key
 
 I64 = npt.NDArray[np.int64]
+T = TypeVar("T")
 
 __all__ = ["Batch", "CandidateTracker", "Cands", "Step"]
 
@@ -129,9 +130,10 @@ class CandidateTracker:
         """Keep each tenant's newest class probabilities, (B, C)."""
         self._native.set_probs(tenants, np.ascontiguousarray(probs, dtype=np.float32).tobytes())
 
-    def choose(self, tenants: list[str], k: int, threshold: float
-               ) -> list[list[tuple[str, float]] | None]:
+    def choose(self, tenants: list[str], k: int, threshold: float,
+               make: Callable[[str, float], T] | None = None) -> list[list[T] | None]:
         """Per tenant: up to ``k`` (key, score capped at 1) with the pooled probability
-        at or above ``threshold``, from its newest step; None before it has any."""
-        out: list[Any] = self._native.choose(tenants, k, threshold)
+        at or above ``threshold``, from its newest step, each as ``make(key, score)``
+        (default: the tuple); None before it has any."""
+        out: list[Any] = self._native.choose(tenants, k, threshold, make)
         return out

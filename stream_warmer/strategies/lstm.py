@@ -107,14 +107,14 @@ class LstmStrategy(WarmingStrategy):
         self._k = k  # the baselines' shadows warm as many (see ``_track``)
         self._track()
         tenants = [w.tenant for w in windows]
-        picks = self._tracker.choose(tenants, k, self._threshold())
+        picks = self._tracker.choose(tenants, k, self._threshold(), Prediction)
         if None in picks:  # tenants never observed: their windows are their history
             for w, p in zip(windows, picks, strict=True):
                 if p is None:
                     self._events.extend(w.events)
             self._track()
-            picks = self._tracker.choose(tenants, k, self._threshold())
-        out = [[Prediction(key, score) for key, score in p] if p else [] for p in picks]
+            picks = self._tracker.choose(tenants, k, self._threshold(), Prediction)
+        out = [p or [] for p in picks]  # still None: the window had no events
         if self.budget is not None:
             for tenant, preds in zip(tenants, out, strict=True):
                 if preds:
@@ -135,8 +135,8 @@ class LstmStrategy(WarmingStrategy):
             cands = batch.cands
             assert cands is not None
             if budget is None:
-                picks = cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold)
-                yield from ([Prediction(key, score) for key, score in p] for p in picks)
+                yield from cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold,
+                                        make=Prediction)
                 continue
             picks = cands.choose(rows.tobytes(), k, as_str=True)
             for i, (ev, scored) in enumerate(zip(chunk, picks, strict=True)):
@@ -167,6 +167,15 @@ class LstmStrategy(WarmingStrategy):
         elif isinstance(previous, Markov):
             for tenant, table in previous._tables.items():
                 self._tracker.seed(tenant, ((k, s.counts) for k, s in table.items()))
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held for tenants now, by part: the tracker (successor tables, last steps,
+        newest probabilities), the slot table, and the recurrent state tensors (fixed:
+        ``max_state_slots`` slots). O(table entries): for scripts, not per batch."""
+        states = self._slots.states
+        return {"tracker": self._tracker.memory_bytes(),
+                "slot_table": self._slots.memory_bytes(),
+                "state_tensors": (states.h.numel() + states.c.numel()) * states.h.element_size()}
 
     def _threshold(self) -> float:
         return self.budget.threshold if self.budget is not None else self.threshold
@@ -248,8 +257,7 @@ class LstmStrategy(WarmingStrategy):
         lengths = None if int(lens.min()) == t_max else torch.from_numpy(lens)  # (B,)
         stage, dev, check = self._staging, self.device, self.precision_check
         with torch.inference_mode():
-            ids = np.fromiter(self._slots.ids(group), dtype=np.int64, count=b)
-            slots = stage.to_device("slots", torch.from_numpy(ids))  # (B,)
+            slots = stage.to_device("slots", torch.from_numpy(self._slots.ids(group)))  # (B,)
             cats_d = stage.to_device("cats", torch.from_numpy(cats_p))
             masks_d = stage.to_device("masks", torch.from_numpy(masks_p))
             bits = expand_bits(masks_d[..., 0], masks_d[..., 1], self.spec.n_classes)  # (B,T,2C)
