@@ -353,7 +353,7 @@ impl Tracker {
     }
 }
 
-fn i64_bytes<'py>(py: Python<'py>, v: &[i64]) -> Bound<'py, PyByteArray> {
+pub(crate) fn i64_bytes<'py>(py: Python<'py>, v: &[i64]) -> Bound<'py, PyByteArray> {
     PyByteArray::new_with(py, v.len() * 8, |buf| {
         for (chunk, x) in buf.chunks_exact_mut(8).zip(v) {
             chunk.copy_from_slice(&x.to_ne_bytes());

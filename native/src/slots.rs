@@ -8,6 +8,8 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyList, PyString};
+
+use crate::i64_bytes;
 use rustc_hash::FxHashMap;
 
 const NIL: u32 = u32::MAX;
@@ -60,15 +62,6 @@ impl Slots {
     }
 }
 
-fn u32s_as_i64_bytes<'py>(py: Python<'py>, v: &[u32]) -> PyResult<Bound<'py, PyByteArray>> {
-    PyByteArray::new_with(py, v.len() * 8, |buf| {
-        for (chunk, &x) in buf.chunks_exact_mut(8).zip(v) {
-            chunk.copy_from_slice(&i64::from(x).to_ne_bytes());
-        }
-        Ok(())
-    })
-}
-
 #[pymethods]
 impl Slots {
     #[new]
@@ -119,7 +112,8 @@ impl Slots {
             };
             out.push(slot);
         }
-        Ok((u32s_as_i64_bytes(py, &out)?, u32s_as_i64_bytes(py, &fresh)?,
+        let wide = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
+        Ok((i64_bytes(py, &wide(&out)), i64_bytes(py, &wide(&fresh)),
             evicted.into_iter().map(String::from).collect()))
     }
 

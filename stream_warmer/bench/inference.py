@@ -40,12 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _time(fn: Callable[[], object], seconds: float) -> float:
     """Seconds per call of ``fn`` (at least 3 calls, about ``seconds`` in all)."""
-    fn()
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        fn()
-        calls += 1
-    return (time.perf_counter() - start) / calls
+    return _time_fed(lambda: None, lambda _: fn(), seconds)
 
 
 def _time_fed(feed: Callable[[], T], fn: Callable[[T], object], seconds: float) -> float:
