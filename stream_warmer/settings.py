@@ -256,10 +256,16 @@ class ModelSettings(_Section):
     precision_check_rows: int = Field(20_000, ge=1, le=10_000_000)
     precision_top_k: int = Field(4, ge=1, le=64)
     precision_min_agreement: float = Field(0.999, ge=0.0, le=1.0)
-    # torch CPU threads, set once per process (model/runtime.py configure_torch_threads);
-    # 0 = the cores this process may use (affinity, cgroup quota). Two runs on the same
-    # cores should each get their share (STREAM_WARMER_MODEL__CPU_THREADS)
+    # torch CPU threads for training (the trainer, the evaluator's training; see
+    # model/runtime.py configure_torch_threads); 0 = the cores this process may use
+    # (affinity, cgroup quota). Two runs on the same cores should each get their share
+    # (STREAM_WARMER_MODEL__CPU_THREADS)
     cpu_threads: int = Field(0, ge=0, le=256)
+    # torch CPU threads while the model serves (serve, the evaluator's replay, the
+    # benches' serve): a micro-batch is hundreds of small LSTM calls, and each wakes
+    # every intra-op thread; measured on 2 cores, the serve path on cache2k_orm_busy ran
+    # 139k events/s on 1 thread and 41k on 2. 0 = the cores this process may use
+    infer_threads: int = Field(1, ge=0, le=256)
     max_state_slots: int = Field(65_536, ge=1, le=10_000_000)
     store: Literal["redis", "dir"] = "redis"
     store_dir: Path = Path("models")

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
     from stream_warmer.model.runtime import configure_torch_threads
 
-    configure_torch_threads(settings.model.cpu_threads)
+    configure_torch_threads(settings.model.infer_threads)
     spec = FeatureSpec(deltas=tuple(range(1, 9)))
     ms = settings.model
     cfg = ModelConfig(cat_vocab=spec.cat_vocab, n_cats=len(spec.cat_sizes), n_bits=8,

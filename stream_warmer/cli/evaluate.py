@@ -4,10 +4,11 @@
 variant of DESIGN §8: a warm lands only after L more requests; one row per delay.
 ``--max-events N`` runs the protocol on each trace's first N events. Every row
 carries its strategy's ``train_s`` and ``replay_s``; the shared seconds (counting
-pass, trace reads) go to stderr. With ``lstm``, torch's CPU threads are set once at
-start (``configure_torch_threads``: ``model.cpu_threads``, 0 = the cores this process
-may use; two evaluations side by side should each set
-``STREAM_WARMER_MODEL__CPU_THREADS`` to their share).
+pass, trace reads) go to stderr. With ``lstm``, torch's CPU threads are
+``model.cpu_threads`` while it trains (``configure_torch_threads``: 0 = the cores this
+process may use; two evaluations side by side should each set
+``STREAM_WARMER_MODEL__CPU_THREADS`` to their share) and ``model.infer_threads`` while
+it replays, as serve runs it.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from stream_warmer.model.runtime import configure_torch_threads
 
         threads = configure_torch_threads(settings.model.cpu_threads)
-        print(f"# torch cpu threads: {threads}", file=sys.stderr)
+        print(f"# torch cpu threads: {threads} for training, "
+              f"{settings.model.infer_threads or threads} in the replay", file=sys.stderr)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     rows = []
     for trace in args.traces:

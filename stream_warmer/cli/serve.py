@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from stream_warmer.model.runtime import configure_torch_threads
 
         _check_device(settings)
-        configure_torch_threads(settings.model.cpu_threads)  # before the watcher's thread
+        configure_torch_threads(settings.model.infer_threads)  # before the watcher's thread
     watcher = start_watcher(settings) if settings.strategy.name == "lstm" else None
     strategy = watcher.strategy_source() if watcher is not None else None
     if strategy is None:

@@ -173,8 +173,12 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
         if callable(fresh):
             again: WarmingStrategy = fresh()
             return again
+        from stream_warmer.model.runtime import configure_torch_threads
+
         train = list(islice(source.events(), stats.requests // 2))
+        configure_torch_threads(settings.model.cpu_threads)  # training's threads
         strategy: WarmingStrategy = fit(train, settings)
+        configure_torch_threads(settings.model.infer_threads)  # the replay serves it
         trained.append(strategy)
         return strategy
 

@@ -130,8 +130,8 @@ class LstmStrategy(WarmingStrategy):
         while chunk := list(islice(it, self.chunk)):
             batch = self._tracker.step_batch(chunk, keep=True, marks_k=self._marks_k())
             rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
-            for sel, first, probs in self._advance(batch):
-                rows[sel] = probs[batch.group[sel] - first, batch.pos[sel]]
+            for sel, probs in self._advance(batch):
+                rows[sel] = probs
             cands = batch.cands
             assert cands is not None
             if budget is None:
@@ -222,64 +222,57 @@ class LstmStrategy(WarmingStrategy):
         self._tracker.forget(tenant)
 
     def _advance(self, batch: Batch, *, last_only: bool = False
-                 ) -> list[tuple[npt.NDArray[np.bool_] | slice, int, np.ndarray]]:
+                 ) -> list[tuple[npt.NDArray[np.bool_] | slice, np.ndarray]]:
         """Run each tenant's steps of ``batch`` from its slot state, in groups of at most
         the slot capacity; the tracker keeps each tenant's newest probabilities. Per
-        group: (its events' rows in the batch, the batch index of its first tenant,
-        probabilities (B, T, C) by group-local tenant and ``pos``, or (B, 1, C) at each
-        tenant's newest step with ``last_only``)."""
+        group: (its events' rows in the batch, probabilities (N_group, C) of its events
+        in batch order, or (B_group, C) at each tenant's newest step with ``last_only``)."""
         cap, n = self._slots.capacity, len(batch.tenants)
         if n <= cap:
-            return [(slice(None), 0, self._advance_group(
+            return [(slice(None), self._advance_group(
                 batch.tenants, batch.cats, batch.masks, batch.group, batch.pos,
                 last_only=last_only))]
-        out: list[tuple[npt.NDArray[np.bool_] | slice, int, np.ndarray]] = []
+        out: list[tuple[npt.NDArray[np.bool_] | slice, np.ndarray]] = []
         for start in range(0, n, cap):
             sel = (batch.group >= start) & (batch.group < start + cap)
             probs = self._advance_group(batch.tenants[start : start + cap], batch.cats[sel],
                                         batch.masks[sel], batch.group[sel] - start,
                                         batch.pos[sel], last_only=last_only)
-            out.append((sel, start, probs))
+            out.append((sel, probs))
         return out
 
     def _advance_group(self, group: list[str], cats: np.ndarray, masks: np.ndarray,
                        rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool) -> np.ndarray:
-        b, t_max = len(group), int(pos.max()) + 1
+        b = len(group)
         lens = np.bincount(rows_of, minlength=b)  # (B,) steps per tenant
-        if t_max == 1:  # the serve path: one new step per tenant, in tenant order
-            cats_p, masks_p = cats[:, None], masks[:, None]  # (B, 1, K), (B, 1, 2)
-        else:
-            cats_p = np.zeros((b, t_max, cats.shape[1]), dtype=np.int64)  # (B, T, K)
-            masks_p = np.zeros((b, t_max, 2), dtype=np.int64)  # (B, T, 2)
-            cats_p[rows_of, pos] = cats
-            masks_p[rows_of, pos] = masks
-        # equal lengths need no packing
-        lengths = None if int(lens.min()) == t_max else torch.from_numpy(lens)  # (B,)
+        steps = np.zeros((b, int(lens.max())), dtype=np.int64)  # (B, T) -> event row
+        steps[rows_of, pos] = np.arange(len(rows_of))
+        newest = steps[np.arange(b), lens - 1]  # (B,) each tenant's newest event row
         stage, dev, check = self._staging, self.device, self.precision_check
         with torch.inference_mode():
             slots = stage.to_device("slots", torch.from_numpy(self._slots.ids(group)))  # (B,)
-            cats_d = stage.to_device("cats", torch.from_numpy(cats_p))
-            masks_d = stage.to_device("masks", torch.from_numpy(masks_p))
-            bits = expand_bits(masks_d[..., 0], masks_d[..., 1], self.spec.n_classes)  # (B,T,2C)
+            cats_d = stage.to_device("cats", torch.from_numpy(cats))  # (N, K)
+            masks_d = stage.to_device("masks", torch.from_numpy(masks))  # (N, 2)
+            bits = expand_bits(masks_d[:, 0], masks_d[:, 1], self.spec.n_classes)  # (N, 2C)
             states = self._slots.states
             state = states.read(slots)  # (L, B, H) each
             with autocast(check.active, dev):
-                logits, (h, c) = self.model.forward_seq(cats_d, bits, state, lengths)  # (B,T,C)
-            if check.checking or t_max > 1:
-                newest = torch.from_numpy(lens - 1).to(dev)  # (B,)
-                rows = torch.arange(b, device=dev)  # (B,)
+                logits, (h, c) = self.model.forward_ragged(cats_d, bits, steps, lens, state,
+                                                           every_step=not last_only)
             if check.checking:  # same inputs and state; its own state is thrown away
                 assert check.candidate is not None
                 with autocast(check.candidate, dev):
-                    cand, _ = self.model.forward_seq(cats_d, bits, state, lengths)
-                check.compare(logits[rows, newest], cand[rows, newest])
+                    cand, _ = self.model.forward_ragged(cats_d, bits, steps, lens, state,
+                                                        every_step=False)
+                ref = logits if last_only else logits[torch.from_numpy(newest).to(dev)]
+                check.compare(ref, cand)  # (B, C) each
             states.write(slots, h, c)
             if last_only:  # the serve path
-                last = logits if t_max == 1 else logits[rows, newest][:, None]  # (B, 1, C)
-                probs = stage.to_host("probs", _softmax(last.float()))
+                probs = stage.to_host("probs", _softmax(logits.float()))  # (B, C)
+                newest_probs = probs
             else:
-                probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))
-            newest_probs = probs[:, 0] if last_only or t_max == 1 else probs[np.arange(b), lens - 1]
+                probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))  # (N, C)
+                newest_probs = probs[newest]
         self._tracker.set_probs(group, newest_probs)
         return probs
 

@@ -182,11 +182,13 @@ def test_json_rows_carry_train_and_replay_seconds(
 ) -> None:
     calls = fake_lstm(monkeypatch, fit_s=0.2, pause=0.002)
     monkeypatch.setenv("STREAM_WARMER_MODEL__CPU_THREADS", "1")
+    monkeypatch.setenv("STREAM_WARMER_MODEL__INFER_THREADS", "3")
     out = tmp_path / "rows.json"
     rc = main(["evaluate", str(tiny), "--strategies", "markov1,lstm", "--k", "1",
                "--cache-frac", "0.25,0.5", "--json", str(out), "--no-progress"])
     assert rc == 0
-    assert calls == [1]  # threads configured once, from model.cpu_threads
+    # at start, then around the one training: model.cpu_threads, then infer_threads
+    assert calls == [1, 1, 3]
     captured = capsys.readouterr()
     assert "train s" in captured.out and "replay s" in captured.out
     assert "scan" in captured.err and "trace reads" in captured.err

@@ -1,7 +1,9 @@
-"""WarmNet: shapes, determinism, padding invariance, streaming == window mode."""
+"""WarmNet: shapes, determinism, padding invariance, streaming == window mode ==
+ragged rows."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,13 +67,33 @@ def test_streaming_equals_window_mode() -> None:
             assert torch.allclose(streamed, window, atol=1e-5)
 
 
-def test_packed_sequences_carry_the_state_of_the_last_valid_step() -> None:
+def test_ragged_rows_equal_each_row_run_alone() -> None:
     model = _model()
-    cats, bits = _inputs(2, 6)
-    lengths = torch.tensor([6, 3])
-    _, (h, _) = model.forward_seq(cats, bits, lengths=lengths)
-    _, (h_short, _) = model.forward_seq(cats[1:, :3], bits[1:, :3])
-    assert torch.allclose(h[:, 1], h_short[:, 0], atol=1e-6)
+    lens = np.array([6, 1, 3, 6, 2])
+    b, total = len(lens), int(lens.sum())
+    cats, bits = _inputs(1, total, seed=3)
+    cats, bits = cats[0], bits[0]  # (N, K), (N, n_bits): steps of all rows, interleaved
+    owner = np.repeat(np.arange(b), lens)
+    flat = np.random.default_rng(0).permutation(total)  # row b's steps at these indices
+    steps = np.zeros((b, int(lens.max())), dtype=np.int64)
+    for r in range(b):
+        steps[r, : lens[r]] = np.sort(flat[owner == r])
+    g = torch.Generator().manual_seed(1)
+    state = (torch.randn(2, b, 16, generator=g), torch.randn(2, b, 16, generator=g))
+    with torch.inference_mode():
+        every, (h, c) = model.forward_ragged(cats, bits, steps, lens, state, every_step=True)
+        newest, (h2, c2) = model.forward_ragged(cats, bits, steps, lens, state,
+                                                every_step=False)
+        assert torch.equal(h, h2) and torch.equal(c, c2)
+        for r in range(b):
+            idx = torch.from_numpy(steps[r, : lens[r]])
+            alone, (ha, ca) = model.forward_seq(
+                cats[idx][None], bits[idx][None],
+                (state[0][:, r : r + 1].contiguous(), state[1][:, r : r + 1].contiguous()))
+            assert torch.allclose(every[idx], alone[0], atol=1e-6)  # every step, flat order
+            assert torch.allclose(newest[r], alone[0, -1], atol=1e-6)
+            assert torch.allclose(h[:, r], ha[:, 0], atol=1e-6)
+            assert torch.allclose(c[:, r], ca[:, 0], atol=1e-6)
 
 
 def test_streaming_refuses_bidirectional_and_attention() -> None:
