@@ -152,11 +152,13 @@ def run_benches(settings: Settings, trace: Path, events: int, strategies: Sequen
         from stream_warmer.model.runtime import configure_torch_threads
 
         check_lstm_settings(settings, n_train)
-        # once, as the trainer and serve processes do at their start
+        # as the trainer and serve processes do at their start
         configure_torch_threads(settings.model.cpu_threads)
     with resources.BenchResources(settings) as res:
         model = (train_and_publish(res, trace, list(_trace_events(trace, n_train)), n_train)
                  if lstm else None)
+        if lstm:
+            configure_torch_threads(settings.model.infer_threads)
         events_topic = res.topic("bench-events")
         loaded = _load(settings, trace, events_topic, events, offset)
         if loaded == 0:

@@ -5,11 +5,13 @@ A batch is due when it holds ``max_batch`` tenants or its oldest entry is
 the last flush is held once, with its newest event (predicted on its newest window),
 and the ones before it in this batch (``earlier``, at most
 ``max_events_per_tenant - 1``): a strategy that predicts from one event alone is asked
-about each of them too. The clock is injected (seconds, monotonic).
+about each of them too (``add``; the LSTM, which predicts on the newest window, gets
+``add_newest``, which keeps none). The clock is injected (seconds, monotonic).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -37,24 +39,31 @@ class MicroBatcher:
         self._clock = clock
         # tenant -> (partition, offset, newest event); Pending is built at drain time
         self._pending: dict[str, tuple[int, int, AccessEvent]] = {}
-        self._earlier: dict[str, list[tuple[int, AccessEvent]]] = {}
+        self._earlier: dict[str, deque[tuple[int, AccessEvent]]] = {}
         self._opened_at = 0.0
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def add(self, partition: int, offset: int, event: AccessEvent) -> None:
-        """Note a new event of ``event.tenant`` (replacing an older one of that tenant)."""
+        """Note a new event of ``event.tenant``; the one it replaces becomes ``earlier``."""
         if not self._pending:
             self._opened_at = self._clock()
         tenant = event.tenant
         before = self._pending.get(tenant)
         if before is not None and self._max_earlier:
-            earlier = self._earlier.setdefault(tenant, [])
-            earlier.append((before[1], before[2]))
-            if len(earlier) > self._max_earlier:
-                del earlier[0]
+            earlier = self._earlier.get(tenant)
+            if earlier is None:
+                earlier = self._earlier[tenant] = deque(maxlen=self._max_earlier)
+            earlier.append((before[1], before[2]))  # the oldest falls out at the bound
         self._pending[tenant] = (partition, offset, event)
+
+    def add_newest(self, partition: int, offset: int, event: AccessEvent) -> None:
+        """``add`` for a strategy that predicts on each tenant's newest window only: the
+        replaced event is not kept (``earlier`` stays empty)."""
+        if not self._pending:
+            self._opened_at = self._clock()
+        self._pending[event.tenant] = (partition, offset, event)
 
     def backdate(self, since: float) -> None:
         """The oldest entry may have waited since ``since`` (e.g. inside a blocking poll)."""

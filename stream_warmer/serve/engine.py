@@ -54,7 +54,9 @@ class WarmEngine:
     def handler(self, now: float) -> Callable[[int, int, AccessEvent], None]:
         """``handle`` for one poll batch, with its lookups bound once (the hot path)."""
         observe, append = self.strategy.observe, self.windows.append
-        requested, add, forget = self.precision.requested, self.batcher.add, self.forget
+        # only a per-event strategy is asked about a tenant's earlier events of a batch
+        add = self.batcher.add if self.strategy.per_event else self.batcher.add_newest
+        requested, forget = self.precision.requested, self.forget
 
         def handle(partition: int, offset: int, event: AccessEvent) -> None:
             observe(event)

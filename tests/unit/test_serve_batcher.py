@@ -96,3 +96,11 @@ def test_one_event_per_tenant_coalesces_as_before() -> None:
     batcher.add(0, 2, ev("a", "2"))
     [a] = batcher.drain()
     assert a.offset == 2 and a.earlier == ()
+
+
+def test_add_newest_keeps_no_earlier_events() -> None:
+    batcher = MicroBatcher(BatchSettings(max_events_per_tenant=3), FakeClock())
+    for offset in range(1, 4):
+        batcher.add_newest(0, offset, ev("a", str(offset)))
+    [a] = batcher.drain()
+    assert (a.offset, a.event.key, a.earlier) == (3, "3", ())
