@@ -185,15 +185,7 @@ class BatchSettings(_Section):
     # bench pipeline's throughput ratio is unchanged (one Redis round trip per
     # flush is cheap beside a poll batch's handling)
     max_delay_ms: float = Field(1.0, gt=0, le=60_000)
-    # messages taken per poll; while serve is behind (a poll came back full) each next
-    # poll takes twice as many, up to poll_batch_max (never below poll_batch), and one
-    # that is not full goes back to poll_batch: a backlog is worked off in larger
-    # micro-batches, whose per-batch cost (the LSTM's calls, a Redis round trip) is
-    # shared by more events, while a serve that keeps up polls as before (bench
-    # pipeline, lstm on cache2k_orm_busy, 2 cores: 0.43 of the bare consumer at a fixed
-    # 2,048, 0.57 at 4,096)
     poll_batch: int = Field(2048, ge=1, le=100_000)
-    poll_batch_max: int = Field(8192, ge=1, le=100_000)
     # the broker answers a fetch once it has fetch_min_bytes or after fetch_max_wait_ms:
     # with librdkafka's 1 byte it answered every few messages, and the fetch/response
     # churn cost the broker and the consumer CPU that, on a small host, showed as a

@@ -103,7 +103,6 @@ class ServeApp:
         self._outage = Outage(self._topic, self.offsets, self.metrics, self.stats, clock=clock,
                               backoff_max_s=settings.redis.retry_backoff_max_s)
         self._polled_at = 0.0
-        self._poll_limit = settings.batch.poll_batch  # messages the next poll takes
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
 
@@ -184,15 +183,7 @@ class ServeApp:
                 return
 
     def _poll(self, max_messages: int | None) -> list[Msg]:
-        messages = self._poll_up_to(self._poll_limit, max_messages)
-        # behind (the poll came back full): take twice as many next time, up to
-        # poll_batch_max; keeping up: back to poll_batch (see BatchSettings)
-        base = self._s.batch.poll_batch
-        self._poll_limit = (min(2 * self._poll_limit, max(base, self._s.batch.poll_batch_max))
-                            if len(messages) >= self._poll_limit else base)
-        return messages
-
-    def _poll_up_to(self, limit: int, max_messages: int | None) -> list[Msg]:
+        limit = self._s.batch.poll_batch
         if max_messages is not None:
             limit = max(1, min(limit, max_messages - self.stats.consumed))
         # never block longer than an open micro-batch may still wait

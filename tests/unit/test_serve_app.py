@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import msgspec
 import pytest
@@ -302,26 +301,3 @@ def test_every_bounded_map_has_a_size_and_a_capacity_metric() -> None:
     assert 'stream_warmer_bounded_capacity{map="policy_pending"} 500.0' in text
     assert 'stream_warmer_bounded_capacity{map="policy_dedup"} 1e+06' in text
     assert "stream_warmer_precision_overflowed_total 0.0" in text
-
-
-def test_a_full_poll_doubles_the_next_up_to_poll_batch_max_and_keeping_up_resets_it(
-) -> None:
-    acme = [message(0, i, event_value("acme", str(i + 1), NOW_MS)) for i in range(100)]
-    app, _log, consumer, _p, _r, _s = build(acme, BATCH__POLL_BATCH="4",
-                                            BATCH__POLL_BATCH_MAX="16")
-    asked: list[int] = []
-    consume = consumer.consume
-
-    def recording(num_messages: int, timeout: float) -> list[Any]:
-        if timeout == 0:
-            asked.append(num_messages)
-        return consume(num_messages, timeout)
-
-    consumer.consume = recording  # type: ignore[method-assign]
-    app.run(max_messages=100)
-    assert asked == [4, 8, 16, 16, 16, 16, 16, 8]  # 92 taken, then the 8 left
-    consumer.queue += [message(0, 100 + i, event_value("acme", "7", NOW_MS))
-                       for i in range(10)]
-    asked.clear()
-    app.run(max_messages=110)
-    assert asked == [4, 6]  # the last poll was not full: back to poll_batch (4), then 8 capped
