@@ -3,7 +3,7 @@
 PY ?= .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: install lock stack stack-down lint typecheck unit test demo bench evaluate clean
+.PHONY: install lock stack stack-down lint typecheck unit test demo results clean
 
 install:            ## system packages, uv.lock into .venv (package, plot extra, dev tools), Kafka jars
 	scripts/bootstrap
@@ -28,6 +28,9 @@ unit:               ## unit tests only: no services needed
 
 test: stack lint typecheck  ## everything: lint, types, unit + integration tests against the real stack
 	$(PY) -m pytest -q
+
+results:            ## re-render docs/RESULTS.md's tables from the JSON the benchmarks wrote into docs/
+	$(PY) scripts/results.py
 
 demo: stack         ## the main job: trainer + warmer over a replayed real trace, live progress
 	$(PY) -m stream_warmer demo

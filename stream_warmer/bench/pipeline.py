@@ -193,7 +193,7 @@ def run_benches(settings: Settings, trace: Path, events: int, strategies: Sequen
     return results
 
 
-_COLUMNS = (("strategy", "{}"), ("model_version", "{}"), ("events", "{:,}"),
+COLUMNS = (("strategy", "{}"), ("model_version", "{}"), ("events", "{:,}"),
             ("events_per_s", "{:,.0f}"), ("ceiling_events_per_s", "{:,.0f}"),
             ("ratio", "{:.3f}"), ("latency_rate_per_s", "{:,.0f}"),
             ("latency_p50_ms", "{:.1f}"), ("latency_p99_ms", "{:.1f}"),
@@ -203,9 +203,9 @@ _COLUMNS = (("strategy", "{}"), ("model_version", "{}"), ("events", "{:,}"),
 
 def format_rows(results: Sequence[PipelineResult]) -> str:
     """A plain-text table, one row per strategy (``-`` where a value does not apply)."""
-    rows = [[name] + [_cell(fmt, r.row()[name]) for name, fmt in _COLUMNS[1:]]
+    rows = [[name] + [_cell(fmt, r.row()[name]) for name, fmt in COLUMNS[1:]]
             for r in results for name in [r.strategy]]
-    head = [name for name, _ in _COLUMNS]
+    head = [name for name, _ in COLUMNS]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w)
                        for i, (h, w) in enumerate(zip(head, widths, strict=True)))]

@@ -73,7 +73,8 @@ def _serve_metrics(stack: ExitStack, settings: Settings, loader: Loader) -> int 
     from stream_warmer.serve.metrics import MetricsServer
 
     m = settings.metrics
-    server = stack.enter_context(MetricsServer(loader.metrics, loader.healthy, m.host, m.port))
+    server = stack.enter_context(MetricsServer(loader.metrics.registry, loader.healthy,
+                                                 m.host, m.port))
     return server.port
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from contextlib import AbstractContextManager, nullcontext
 
 from stream_warmer.settings import Settings
 
@@ -56,18 +57,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         round_fn,
         max_key_bytes=settings.events.max_key_bytes,
     )
-    _serve_metrics(settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
-    rounds = service.run(max_rounds=args.max_rounds, idle_timeout_s=args.idle_timeout)
+    with _metrics_server(settings):
+        rounds = service.run(max_rounds=args.max_rounds, idle_timeout_s=args.idle_timeout)
     outcomes = [r.outcome for r in service.results]
     log.info("trainer finished", extra={"rounds": rounds, "outcomes": outcomes})
     return 1 if outcomes and all(o == "failed" for o in outcomes) else 0
 
 
-def _serve_metrics(settings: Settings) -> None:
+def _metrics_server(settings: Settings) -> AbstractContextManager[object]:
+    """The trainer's ``/metrics`` (its metrics live in the default registry) and
+    ``/healthz`` (200 while the process runs), as serve and the loader serve theirs."""
     if not settings.metrics.enabled:
-        return
-    from prometheus_client import start_http_server
+        return nullcontext()
+    from prometheus_client import REGISTRY
 
-    start_http_server(settings.metrics.port, addr=settings.metrics.host)
+    from stream_warmer.serve.metrics import MetricsServer
+
+    return MetricsServer(REGISTRY, lambda: True, settings.metrics.host, settings.metrics.port)

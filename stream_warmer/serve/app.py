@@ -144,7 +144,7 @@ class ServeApp:
             consumer_conf(s, CommitReport(self.offsets, self._topic)))
         stack.callback(self._consumer.close)
         if self._serve_http:
-            server = stack.enter_context(MetricsServer(self.metrics, self.healthy,
+            server = stack.enter_context(MetricsServer(self.metrics.registry, self.healthy,
                                                        s.metrics.host, s.metrics.port))
             self.metrics_port = server.port
         install_signals(stack, self.stop)

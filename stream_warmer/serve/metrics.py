@@ -1,4 +1,5 @@
-"""Prometheus metrics of one serve app, and the ``/metrics`` + ``/healthz`` endpoint.
+"""Prometheus metrics of one serve app, and the ``/metrics`` + ``/healthz`` endpoint that
+serve, the loader and the trainer share.
 
 Each app owns its registry (tests build several apps in one process). The hot loop
 adds to plain ints and the app publishes them once per poll batch, so the per-event
@@ -9,17 +10,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -114,22 +116,31 @@ class ServeMetrics:
         return bytes(generate_latest(self.registry))
 
 
-class Renders(Protocol):
-    """Whatever can render its registry as the Prometheus text format."""
-
-    def render(self) -> bytes:
-        """The ``/metrics`` page."""
-        ...
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *_args: Any) -> None:  # keep request lines out of the logs
+        return
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on a background thread; ``port=0`` picks a free one."""
+    """``/healthz`` and, on every other path, ``/metrics``: prometheus_client's WSGI app
+    over one registry, on its threading WSGI server, in a background thread; ``port=0``
+    picks a free one. Serve, the loader and the trainer each run one."""
 
-    def __init__(self, metrics: Renders, healthy: Callable[[], bool], host: str,
+    def __init__(self, registry: CollectorRegistry, healthy: Callable[[], bool], host: str,
                  port: int) -> None:
-        handler = _handler(metrics, healthy)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        metrics_app = make_wsgi_app(registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            if str(environ.get("PATH_INFO", "")).startswith("/healthz"):
+                ok = healthy()
+                start_response("200 OK" if ok else "503 Service Unavailable",
+                               [("Content-Type", "text/plain")])
+                return [b"ok\n" if ok else b"unhealthy\n"]
+            body: Iterable[bytes] = metrics_app(environ, start_response)
+            return body
+
+        self._server = make_server(host, port, app, ThreadingWSGIServer,
+                                   handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
                                         daemon=True)
 
@@ -146,27 +157,3 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-def _handler(metrics: Renders, healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/metrics"):
-                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif self.path.startswith("/healthz"):
-                ok = healthy()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"unhealthy\n", "text/plain")
-            else:
-                self._send(404, b"not found\n", "text/plain")
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:  # keep request lines out of the logs
-            return
-
-    return Handler

@@ -5,7 +5,7 @@ with the figures it measured (the load, the faults injected, the bad inputs trie
 the events lost). With
 ``STREAM_WARMER_RELIABILITY_REPORT=path`` set, the rows of the session are written
 there as JSON; ``scripts/reliability-table`` runs the suite that way and renders the
-README's Reliability table from them, so the table is never edited by hand.
+Reliability table of docs/RESULTS.md from them, so the table is never edited by hand.
 """
 
 from __future__ import annotations

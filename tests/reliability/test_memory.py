@@ -25,7 +25,7 @@ from tests.unit.serve_fakes import FakeClients, FakeConsumer, FakeProducer, Fake
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 TENANTS, EVENTS, PARTITIONS = 1_000_000, 10_000_000, 8
-# the documented bound (README, Reliability) for this stream: serve's state at the
+# the documented bound (docs/RESULTS.md, Reliability) for this stream: serve's state at the
 # default bounds (65,536 tenants held with their windows and successor tables, the
 # TTL-bounded dedup and outstanding-warm maps) stays under this many MiB above the
 # process's start (measured: 71 MiB with markov, 110 with nextkey)

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Memory per tenant of the LSTM serve path, measured (issue 14, README "Memory").
+"""Memory per tenant of the LSTM serve path, measured (docs/RESULTS.md, "Memory per tenant").
 
-Runs the product's own pieces with the shipped settings — ``TenantWindows`` (serve's
-windows), ``LstmStrategy`` (``observe`` + ``predict`` per micro-batch: the native
-tracker's successor tables and last steps, the recurrent state slots) — over
-synthetic tenants that each touch K distinct keys in a loop, and reports bytes per
-tenant for each part: the tracker's own count (``memory_bytes``, from capacities),
-the windows' Python heap (tracemalloc), the state slots (the slot table and a fixed tensor, ``LstmStrategy.memory_bytes``), and the
-process RSS growth as a cross-check. The bound at 1M tenants follows from the
-settings: at most ``window.max_tenants`` tenants are held (the rest are evicted,
-and counted), each with at most ``FeatureSpec.max_keys_per_tenant`` (50,000) table
-rows of ``max_successors`` (8) successors; the full-table row measures that case.
+Runs the product's own pieces with the shipped settings: ``TenantWindows`` (serve's
+windows) and ``LstmStrategy`` (``observe`` + ``predict`` per micro-batch: the native
+tracker's successor tables and last steps, the recurrent state slots), over synthetic
+tenants that each touch K distinct keys in a loop. It reports bytes per tenant for
+each part: the tracker's own count (``memory_bytes``, from capacities), the windows'
+Python heap (tracemalloc), the state slots (the slot table and a fixed tensor,
+``LstmStrategy.memory_bytes``), and the process RSS growth as a cross-check. The bound
+at 1M tenants follows from the settings: at most ``window.max_tenants`` tenants are
+held (the rest are evicted, and counted), each with at most
+``FeatureSpec.max_keys_per_tenant`` (50,000) table rows of ``max_successors`` (8)
+successors; the full-table row measures that case.
 
-    .venv/bin/python scripts/memory-per-tenant --json docs/memory-per-tenant.json
+    .venv/bin/python scripts/memory_per_tenant.py --json docs/memory-per-tenant.json
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from stream_warmer.events import AccessEvent  # noqa: E402
-from stream_warmer.model.features import FeatureSpec  # noqa: E402
-from stream_warmer.model.net import WarmNet  # noqa: E402
-from stream_warmer.model.train import build_config  # noqa: E402
-from stream_warmer.serve.windows import TenantWindows  # noqa: E402
-from stream_warmer.settings import Settings  # noqa: E402
-from stream_warmer.strategies.base import Window  # noqa: E402
-from stream_warmer.strategies.lstm import LstmStrategy  # noqa: E402
+from stream_warmer.events import AccessEvent
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.net import WarmNet
+from stream_warmer.model.train import build_config
+from stream_warmer.serve.windows import TenantWindows
+from stream_warmer.settings import Settings
+from stream_warmer.strategies.base import Window
+from stream_warmer.strategies.lstm import LstmStrategy
 
 
 def rss_bytes() -> int:
@@ -52,11 +53,9 @@ def measure(settings: Settings, tenants: int, keys: int, batch: int = 1024) -> d
     win_settings = settings.window.model_copy(update={"max_tenants": max(tenants, 1)})
     windows = TenantWindows(win_settings)
     tracemalloc.start()
-    ts = 0
     for rnd in range(max(keys, settings.window.length)):  # every tenant: K keys, windows full
-        evs = [AccessEvent(tenant=f"tenant-{t:07d}", key=str(t * 1_000_003 + rnd % keys), ts=ts)
-               for t in range(tenants)]
-        ts += 1
+        evs = [AccessEvent(tenant=f"tenant-{t:07d}", key=str(t * 1_000_003 + rnd % keys),
+                           ts=rnd) for t in range(tenants)]
         for start in range(0, tenants, batch):
             chunk = evs[start : start + batch]
             for ev in chunk:

@@ -1,0 +1,181 @@
+"""Render the tables of docs/RESULTS.md from the JSON the commands wrote (never by hand).
+
+    .venv/bin/python scripts/results.py            # rewrite every table (make results)
+    .venv/bin/python scripts/results.py --check    # exit 1 if a table differs from its JSON
+
+Each table sits between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in
+docs/RESULTS.md and is replaced whole; NAME and its JSON:
+
+- ``bench-live``: docs/bench-live/*.json (``bench live --json``, scripts/bench-live-table)
+- ``warm-eval-k1``, ``warm-eval-k4``: docs/warm-eval.json (``evaluate --json``)
+- ``pipeline``: docs/bench-pipeline/*.json (``bench pipeline --json``, one file a run)
+- ``inference``: docs/bench-inference.json (``bench inference --json``)
+- ``memory``: docs/memory-per-tenant.json (scripts/memory_per_tenant.py --json)
+- ``reliability``: docs/reliability.json (the reliability suite, scripts/reliability-table)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "RESULTS.md"
+# the closed-loop table's rows, in order (scripts/bench-live-table's names)
+BENCH_LIVE = ("lirs_mix5-40-lru", "lirs_mix5-400-lru", "lirs_mix5-2000-lru",
+              "lirs_mix5-2000-redis", "cloudphysics_vm-40-lru", "cloudphysics_vm-400-lru",
+              "cloudphysics_vm-2000-lru", "cloudphysics_vm-x100-lru")
+RELIABILITY_COLUMNS = ("test", "load", "faults", "bad_inputs", "lost")
+BASELINES = ("markov1", "nextkey")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def bench_live() -> str:
+    """The closed-loop table (``bench.live.format_rows``) of docs/bench-live."""
+    from stream_warmer.bench.live import LiveRow, format_rows
+
+    directory = DOCS / "bench-live"
+    rows = [LiveRow(**row) for name in BENCH_LIVE if (directory / f"{name}.json").exists()
+            for row in _load(directory / f"{name}.json")]
+    return format_rows(rows)
+
+
+def _warm_eval(k: int) -> str:
+    """markov1, nextkey and lstm side by side per (trace, f) at ``k``; the better
+    baseline in bold; the LSTM's gain over it and whether it warmed no more."""
+    rows = _load(DOCS / "warm-eval.json")
+    cells: dict[tuple[str, float], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r["k"] == k and r.get("delay", 0) == 0:
+            cells.setdefault((r["trace"], r["cache_frac"]), {})[r["strategy"]] = r
+    out = []
+    for (trace, f), by in cells.items():
+        if "lstm" not in by or not all(b in by for b in BASELINES):
+            continue
+        best = max(BASELINES, key=lambda b: by[b]["hit_ratio"])
+        lstm, base = by["lstm"], by[best]
+        gain = lstm["hit_ratio"] - base["hit_ratio"]
+
+        def cell(r: dict[str, Any], name: str, best: str = best) -> str:
+            text = (f"{r['hit_ratio']:.4f} / {r['warm_precision']:.3f} / "
+                    f"{r['warms_per_request']:.3f}")
+            return f"**{text}**" if name == best else text
+
+        fewer = lstm["warms_per_request"] <= base["warms_per_request"]
+        more = lstm["warms_per_request"] / base["warms_per_request"] - 1
+        spend = (f"yes ({lstm['warms_per_request']:.3f} vs {base['warms_per_request']:.3f})"
+                 if fewer else f"**no ({more:.0%} more)**")
+        gain_text = f"+{gain:.4f}" if gain >= 0 else f"**\u2212{-gain:.4f}**"
+        out.append([trace, f"{f:g}", f"{lstm['capacity']}",
+                    *(cell(by[b], b) for b in BASELINES), cell(lstm, "lstm"), gain_text, spend])
+    head = ["trace", "f", "C", *BASELINES, "lstm", "gain vs better baseline",
+            "lstm warms \u2264 baseline's?"]
+    return _table(head, out)
+
+
+def pipeline() -> str:
+    """One row per strategy per run file in docs/bench-pipeline."""
+    from stream_warmer.bench.pipeline import COLUMNS
+
+    names = [name for name, _ in COLUMNS]
+    out = []
+    for path in sorted((DOCS / "bench-pipeline").glob("*.json")):
+        data = _load(path)
+        for r in data if isinstance(data, list) else [data]:
+            out.append([path.stem] + [
+                "-" if r.get(name) is None else fmt.format(r[name])
+                for name, fmt in COLUMNS])
+    return _table(["run", *names], out)
+
+
+def inference() -> str:
+    """``bench inference``'s rows."""
+    rows = _load(DOCS / "bench-inference.json")
+    out = [[r["mode"], f"{r['batch']:,}", f"{r['vocab']:,}", r["device"],
+            f"{r['predictions_per_s']:,.0f}", f"{r['ms_per_batch']:.2f}",
+            f"{r['ratio_to_bare']:.3f}" if "ratio_to_bare" in r else "-"] for r in rows]
+    return _table(["mode", "batch", "classes", "device", "predictions/s", "ms/batch",
+                   "ratio to bare model"], out)
+
+
+def memory() -> str:
+    """Bytes per tenant by part, and the bound at 1M tenants."""
+    data = _load(DOCS / "memory-per-tenant.json")
+    out = [[f"{r['keys_per_tenant']:,}", f"{r['tenants']:,}",
+            f"{r['tracker_bytes_per_tenant']:,.0f}", f"{r['window_bytes_per_tenant']:,.0f}",
+            f"{r['slot_bytes_per_tenant']:,.0f}", f"{r['rss_growth_bytes_per_tenant']:,.0f}",
+            f"{r['bound_bytes_at_1m_tenants'] / 2**20:,.0f} MiB"] for r in data["rows"]]
+    held = f"{data['held_tenants']:,}"
+    return _table(["keys per tenant", "tenants measured", "tracker B", "windows B",
+                   "state slots B", "RSS growth B", f"at 1M tenants ({held} held)"], out)
+
+
+def reliability() -> str:
+    """One row per reliability test, as the suite reported it."""
+    rows = _load(DOCS / "reliability.json")
+    return _table(list(RELIABILITY_COLUMNS),
+                  [[str(r[c]) for c in RELIABILITY_COLUMNS] for r in rows])
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "bench-live": bench_live,
+    "warm-eval-k1": lambda: _warm_eval(1),
+    "warm-eval-k4": lambda: _warm_eval(4),
+    "pipeline": pipeline,
+    "inference": inference,
+    "memory": memory,
+    "reliability": reliability,
+}
+
+
+def replace_section(text: str, name: str, table: str) -> str:
+    """``text`` with the lines between ``name``'s markers replaced by ``table``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    head, found, rest = text.partition(begin)
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        msg = f"{RESULTS.name} has no {begin} ... {end} section"
+        raise SystemExit(msg)
+    return f"{head}{begin}\n{table}\n{end}{tail}"
+
+
+def render(text: str, names: list[str] | None = None) -> str:
+    """``text`` (RESULTS.md) with the tables ``names`` (all by default) rendered anew."""
+    for name in names or list(SECTIONS):
+        text = replace_section(text, name, SECTIONS[name]())
+    return text
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    names = [a for a in argv if a != "--check"]
+    if any(n not in SECTIONS for n in names):
+        print(__doc__, file=sys.stderr)
+        return 2
+    text = RESULTS.read_text()
+    new = render(text, names or None)
+    if check:
+        if new != text:
+            print(f"{RESULTS}: a table differs from its JSON; run `make results`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    RESULTS.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,43 @@
+"""docs/RESULTS.md: every committed JSON parses and every table is what it renders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _results() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("results", ROOT / "scripts" / "results.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_committed_json_parses() -> None:
+    files = sorted((ROOT / "docs").rglob("*.json"))
+    assert files
+    for path in files:
+        json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", list(_results().SECTIONS))
+def test_each_table_is_the_one_its_json_renders(name: str) -> None:
+    results = _results()
+    text = results.RESULTS.read_text()
+    assert results.render(text, [name]) == text, f"run `make results` ({name})"
+
+
+def test_a_changed_number_is_caught(tmp_path: Path) -> None:
+    results = _results()
+    text = results.RESULTS.read_text()
+    begin = text.index("<!-- warm-eval-k1:begin -->")
+    row = text.index("| cloudphysics_vm |", begin)
+    edited = text[:row] + text[row:].replace("0.5191", "0.5192", 1)
+    assert results.render(edited, ["warm-eval-k1"]) != edited
