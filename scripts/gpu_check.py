@@ -9,12 +9,15 @@ nothing but torch and numpy.
    streaming mode (StateSlots stepped T times) on the device against the CPU's window
    mode: max |diff| of probabilities and top-1 agreement. Then bf16 autocast against
    fp32 on the device through ``PrecisionCheck`` (top-k set agreement), the check that
-   decides whether serve may use bf16.
+   decides whether serve may use bf16. Then ``forward_ragged`` (serve's and the
+   evaluator's path: a micro-batch where one tenant has half the steps) on the device
+   against the CPU.
 2. Speed, at batch sizes up to 65,536 with a 32,768-class head, fp32 and bf16:
    ``window`` (whole window each time, newest step's logits), ``streaming`` (one step
    from state slots), and ``streaming+io`` (what serve does per micro-batch: inputs
    staged from host memory (pinned, non-blocking on CUDA), one step, softmax, top-k on
-   the device, the (B, k) result copied back and waited for).
+   the device, the (B, k) result copied back and waited for), and ``ragged`` (one
+   micro-batch of that many events in serve's ragged layout, the newest logits back).
 
 Prints a table and writes JSON rows {mode, batch, vocab, device, precision,
 predictions_per_s, ms_per_batch}; exits 1 if the device disagrees with the CPU.
@@ -66,6 +69,23 @@ def inputs(cfg: ModelConfig, b: int, t: int, device: torch.device, seed: int = 0
     return cats.to(device), bits.to(device)
 
 
+def ragged(cfg: ModelConfig, events: int, device: torch.device, seed: int = 0
+           ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """A serve micro-batch of ``events`` steps: one tenant has half, up to 31 share the
+    rest (as on cache2k_orm_busy). (cats (N, K), bits (N, n_bits), steps (B, T), lens)."""
+    rest = events - events // 2
+    k = min(31, rest)
+    lens = np.array([n for n in [events // 2] + [rest // k + (i < rest % k) for i in range(k)]
+                     if n > 0], dtype=np.int64)
+    cats, bits = inputs(cfg, 1, int(lens.sum()), device, seed)
+    steps = np.zeros((len(lens), int(lens.max())), dtype=np.int64)
+    start = 0
+    for r, n in enumerate(lens):  # row r's steps, contiguous in the flat order
+        steps[r, :n] = np.arange(start, start + n)
+        start += int(n)
+    return cats[0], bits[0], steps, lens
+
+
 def check(cpu: WarmNet, dev: WarmNet, device: torch.device, args: argparse.Namespace
           ) -> dict[str, Any]:
     cfg, n, t = cpu.config, 256, args.window
@@ -87,7 +107,15 @@ def check(cpu: WarmNet, dev: WarmNet, device: torch.device, args: argparse.Names
             with autocast("bf16", device):
                 cand = dev(c, b, lengths)
             precision.compare(ref, cand)
+        r_cats, r_bits, steps, lens = ragged(cfg, 2048, torch.device("cpu"))
+        zero = torch.zeros(cfg.layers, len(lens), cfg.hidden)
+        r_ref, _ = cpu.forward_ragged(r_cats, r_bits, steps, lens, (zero, zero), every_step=True)
+        zero_d = zero.to(device)
+        r_dev, _ = dev.forward_ragged(r_cats.to(device), r_bits.to(device), steps, lens,
+                                      (zero_d, zero_d), every_step=True)
+        ragged_diff = (torch.softmax(r_ref, -1) - torch.softmax(r_dev.float().cpu(), -1)).abs()
     return {
+        "ragged_max_abs_diff": float(ragged_diff.max()),
         "window_max_abs_diff": float((p_ref - p_win).abs().max()),
         "stream_max_abs_diff": float((p_ref - p_stream).abs().max()),
         "top1_agreement": float((p_ref.argmax(-1) == p_win.argmax(-1)).float().mean()),
@@ -120,8 +148,17 @@ def bench(dev: WarmNet, device: torch.device, b: int, precision: str,
             "streaming": timed(lambda: dev.step(cats[:, 0], bits[:, 0], ids, slots).argmax(-1),
                                device, args.seconds),
         }
+    r_cats, r_bits, steps, lens = ragged(cfg, b, device)
+    state = (torch.zeros(cfg.layers, len(lens), cfg.hidden, device=device),) * 2
+
+    def ragged_step() -> torch.Tensor:  # what serve runs per micro-batch (last_only)
+        with autocast(precision, device):
+            logits, _ = dev.forward_ragged(r_cats, r_bits, steps, lens, state, every_step=False)
+        return stage.to_host("ragged", logits.float())
+
     with torch.inference_mode():
         times["streaming+io"] = timed(serve_step, device, args.seconds)
+        times["ragged"] = timed(ragged_step, device, args.seconds)
     return times
 
 
@@ -164,7 +201,8 @@ def main() -> int:
                              "predictions_per_s": b / sec, "ms_per_batch": sec * 1e3})
                 print(f"{mode:<13} {b:>6} {args.vocab:>6} {precision:>5} {b / sec:>14,.0f} "
                       f"{sec * 1e3:>9.3f}", flush=True)
-    ok = agreement["top1_agreement"] > 0.99 and agreement["stream_max_abs_diff"] < 1e-3
+    ok = (agreement["top1_agreement"] > 0.99 and agreement["stream_max_abs_diff"] < 1e-3
+          and agreement["ragged_max_abs_diff"] < 1e-3)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device_name": name, "agreement": agreement, "outputs_agree": ok,

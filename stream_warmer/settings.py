@@ -241,13 +241,14 @@ class ModelSettings(_Section):
     """LSTM architecture and inference options."""
 
     name: str = Field("stream-warmer-lstm", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    vocab_size: int = Field(4096, ge=2, le=1_000_000)
+    # the sizes (the head's classes follow from the features: model/features.py). No
+    # attention or bidirectional setting: the model serves in streaming mode, one step
+    # per event from each tenant's carried state, where neither applies (WarmNet's
+    # window mode has both, for experiments); they were read nowhere and are gone
     embed_dim: int = Field(16, ge=1, le=4096)
     hidden: int = Field(64, ge=1, le=8192)
     layers: int = Field(1, ge=1, le=8)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    attention: bool = False
-    bidirectional: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # served precision: ``auto`` tries bf16 on CUDA (fp32 on the CPU); a candidate is
     # served only after its top-k classes matched fp32's on ``precision_check_rows``

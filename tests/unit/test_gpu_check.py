@@ -22,6 +22,7 @@ def test_gpu_check_runs_on_the_cpu(tmp_path: Path) -> None:
     assert result["outputs_agree"] is True
     assert result["agreement"]["stream_max_abs_diff"] < 1e-5  # streaming == window mode
     modes = {(r["mode"], r["batch"], r["precision"]) for r in result["rows"]}
-    assert modes == {(m, b, p) for m in ("window", "streaming", "streaming+io")
+    assert result["agreement"]["ragged_max_abs_diff"] < 1e-5  # same weights, same device
+    assert modes == {(m, b, p) for m in ("window", "streaming", "streaming+io", "ragged")
                      for b in (1, 16) for p in ("fp32", "bf16")}
     assert all(r["predictions_per_s"] > 0 for r in result["rows"])
