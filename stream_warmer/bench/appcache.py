@@ -1,6 +1,6 @@
 """The application side of ``bench live``: its cache, and the replay that requests and produces.
 
-``LiveLru`` is the exact object-count LRU of DESIGN §5 (``evaluation.lrusim.LruSim``)
+``LiveLru`` is the exact object-count LRU of DESIGN §5 (``stream_warmer.lru.LruSim``)
 shared by two threads: the replay's requests and the loader's puts (it implements
 the loader's ``Cache`` protocol). ``replay_as_app`` looks each request up, then
 produces its access event, at the request's due time.
@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
-from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent, encode
+from stream_warmer.lru import LruSim
 from stream_warmer.settings import Settings
 from stream_warmer.warmqueue import QueueEntry
 

@@ -53,8 +53,8 @@ from itertools import tee
 from typing import Any
 
 from stream_warmer.evaluation.delay import check_delays
-from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.events import AccessEvent
+from stream_warmer.lru import LruSim
 from stream_warmer.strategies.base import Prediction, WarmingStrategy
 
 __all__ = [

@@ -21,38 +21,11 @@ into the rates at the next one.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+
+from stream_warmer.lru import LruSim
 
 Pair = tuple[str, str]
-
-
-@dataclass(slots=True)
-class ShadowLru:
-    """An object-count LRU that reports hits and effective warms."""
-
-    lru: OrderedDict[Pair, None] = field(default_factory=OrderedDict)
-
-    def request(self, pair: Pair, capacity: int) -> bool:
-        """Access ``pair``; True on a hit."""
-        if pair in self.lru:
-            self.lru.move_to_end(pair)
-            return True
-        self._insert(pair, capacity)
-        return False
-
-    def warm(self, pair: Pair | None, capacity: int) -> bool:
-        """Warm ``pair``; True when it was effective (not already cached)."""
-        if pair is None or pair in self.lru:
-            return False
-        self._insert(pair, capacity)
-        return True
-
-    def _insert(self, pair: Pair, capacity: int) -> None:
-        self.lru[pair] = None
-        while len(self.lru) > capacity:
-            self.lru.popitem(last=False)
 
 
 class WarmBudget:
@@ -61,21 +34,35 @@ class WarmBudget:
     def __init__(self, threshold: float, capacity: int, margin: float, *,
                  lr: float = 2e-3, halflife: int = 2000, base_halflife: int = 50_000) -> None:
         self.threshold = threshold
-        self.capacity = max(1, int(capacity))
+        self._capacity = max(1, int(capacity))
         self.margin = margin
         self.lr = lr
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.base_alpha = 1.0 - 0.5 ** (1.0 / base_halflife)
-        self._shadows = (ShadowLru(), ShadowLru(), ShadowLru())  # ours, markov, nextkey
+        # ours, markov, nextkey: uncounted (the rates below are the controller's own)
+        self._shadows = (LruSim(self._capacity), LruSim(self._capacity), LruSim(self._capacity))
         self.warm_rate = [0.0, 0.0, 0.0]
         self.hit_rate = [0.0, 0.0, 0.0]
         self.base_hit_rate = [0.0, 0.0, 0.0]  # long horizon: picks the better baseline
         self._ours = 0  # our effective warms since the last rate update
         self._pending: tuple[list[bool], list[int]] | None = None
 
+    @property
+    def capacity(self) -> int:
+        """The warmed cache's capacity, in objects: the shadows' size."""
+        return self._capacity
+
+    @capacity.setter
+    def capacity(self, capacity: int) -> None:
+        self._capacity = max(1, int(capacity))
+        for shadow in self._shadows:
+            shadow.capacity = self._capacity
+
     def adopt(self, other: WarmBudget) -> None:
-        """Take over ``other``'s shadow caches and rates (a hot swap); keep our threshold."""
+        """Take over ``other``'s shadow caches and rates (a hot swap); keep our threshold
+        and our capacity."""
         self._shadows = other._shadows
+        self.capacity = self._capacity
         self.warm_rate, self.hit_rate = other.warm_rate, other.hit_rate
         self.base_hit_rate = other.base_hit_rate
 
@@ -96,15 +83,15 @@ class WarmBudget:
     def warm(self, tenant: str, keys: list[str]) -> None:
         """Our warms of ``tenant``'s ``keys``, issued after the latest request."""
         ours = self._shadows[0]
-        self._ours += sum(ours.warm((tenant, key), self.capacity) for key in keys)
+        self._ours += sum(ours.warm((tenant, key), False) for key in keys)
 
     def _request(self, pair: Pair, markov: Sequence[str], nextkey: Sequence[str]) -> None:
         """The request in every shadow, then each baseline's warms (its top k keys)."""
-        cap, tenant = self.capacity, pair[0]
-        hits = [shadow.request(pair, cap) for shadow in self._shadows]
+        tenant = pair[0]
+        hits = [shadow.request(pair, False) for shadow in self._shadows]
         mk, nk = self._shadows[1], self._shadows[2]
-        effs = [0, sum(mk.warm((tenant, key), cap) for key in markov),
-                sum(nk.warm((tenant, key), cap) for key in nextkey)]
+        effs = [0, sum(mk.warm((tenant, key), False) for key in markov),
+                sum(nk.warm((tenant, key), False) for key in nextkey)]
         self._pending = (hits, effs)
 
     def _update(self) -> None:

@@ -1,14 +1,11 @@
-"""From class probabilities and candidates to one warm per step; the validation replay.
+"""From class probabilities and candidates to one warm per step.
 
 Classes that name the same key pool their probability; the pooled sum is the
-confidence (native code: ``stream_warmer_native.Cands.choose``). ``lru_replay`` is
-the DESIGN §5 protocol on a slice (object-count LRU, effective warms), used by
-training to choose the confidence threshold.
+confidence (native code: ``stream_warmer_native.Cands.choose``).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,24 +33,3 @@ def choose(probs: npt.NDArray[np.float32] | Sequence[list[float]],
     return out
 
 
-def lru_replay(pairs: Sequence[tuple[str, Key]], warms: Sequence[tuple[str, Key] | None],
-               capacity: int, count_from: int) -> tuple[float, float]:
-    """(hit ratio, effective warms per request) over requests from ``count_from``."""
-    cache: OrderedDict[tuple[str, Key], None] = OrderedDict()
-    hits = n_warms = 0
-    for i, (pair, warm) in enumerate(zip(pairs, warms, strict=True)):
-        counted = i >= count_from
-        if pair in cache:
-            cache.move_to_end(pair)
-            hits += counted
-        else:
-            cache[pair] = None
-            if len(cache) > capacity:
-                cache.popitem(last=False)
-        if warm is not None and warm not in cache:
-            cache[warm] = None
-            n_warms += counted
-            if len(cache) > capacity:
-                cache.popitem(last=False)
-    n = max(1, len(pairs) - count_from)
-    return hits / n, n_warms / n

@@ -15,8 +15,9 @@ import numpy.typing as npt
 import torch
 
 from stream_warmer.events import AccessEvent
+from stream_warmer.lru import replay
 from stream_warmer.model.dataset import Encoded, expand_bits, tenant_sequences
-from stream_warmer.model.decode import choose, lru_replay
+from stream_warmer.model.decode import choose
 from stream_warmer.model.features import Key, parse_key
 from stream_warmer.model.net import WarmNet
 from stream_warmer.settings import TrainerSettings
@@ -62,7 +63,7 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
     for thr in grid:
         warms: list[Warm] = [(t, p[0][0]) if p and p[0][1] >= thr else None
                              for (t, _), p in zip(pairs, picks, strict=True)]
-        hit, wpr = lru_replay(pairs, warms, capacity, count_from)
+        hit, wpr = replay(pairs, warms, capacity, count_from)
         if wpr <= budget and hit > best[0]:
             best = (hit, wpr, float(thr))
     if best[0] < 0:  # nothing fits the budget: warm only the surest predictions
@@ -78,5 +79,5 @@ def _baselines(pairs: list[tuple[str, Key]], cands: Iterable[list[Key | None]], 
     markov: list[Warm] = [(t, c[1]) if c[1] is not None else None
                           for (t, _), c in zip(pairs, cands, strict=True)]
     nextkey: list[Warm] = [(t, k + 1) if isinstance(k, int) else None for t, k in pairs]
-    results = [lru_replay(pairs, w, capacity, count_from) for w in (markov, nextkey)]
+    results = [replay(pairs, w, capacity, count_from) for w in (markov, nextkey)]
     return max(results, key=lambda r: r[0])

@@ -171,7 +171,7 @@ class ServeApp:
         while not self._stop.is_set():
             messages = self._poll(max_messages)
             self._handle(messages)
-            self._maybe_predict()
+            self._flush_store_and_deliver()
             self._maybe_swap_strategy()
             self._checkpoints.maybe()
             self._outage.maybe_recover(self._engine, self._consumer)
@@ -253,7 +253,9 @@ class ServeApp:
             raise KafkaError(text)
         log.warning("consumer error", extra={"error": err.str()})
 
-    def _maybe_predict(self, force: bool = False) -> None:
+    def _flush_store_and_deliver(self, force: bool = False) -> None:
+        """Flush the micro-batch when due (or ``force``); once nothing is pending,
+        store the offsets of everything handled; serve the producer's callbacks."""
         if self._outage.active:
             return
         engine = self._engine
@@ -298,7 +300,7 @@ class ServeApp:
 
     def _shutdown(self) -> None:
         if not self._outage.active:
-            self._maybe_predict(force=True)
+            self._flush_store_and_deliver(force=True)
         if not self._outage.active:
             self._checkpoints.run("shutdown")
         self._checkpoints.publish()

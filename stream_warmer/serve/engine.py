@@ -1,6 +1,6 @@
 """The Kafka-free core of serve: events in, warm commands out to the sinks.
 
-``handle`` runs per good event (observe, window, precision, batcher); ``flush``
+``handler(now)`` runs per good event (observe, window, precision, batcher); ``flush``
 runs per micro-batch (predict once per tenant on its newest window, policy, one
 Redis round trip, then the Kafka topic). The app around it owns the consumer,
 offsets and checkpoints; this class never sees a Kafka message.
@@ -47,12 +47,9 @@ class WarmEngine:
         self._latency_observer = latency_observer
         self.commands_written = 0
 
-    def handle(self, partition: int, offset: int, event: AccessEvent, now: float) -> None:
-        """One good event: learn from it, extend its window, queue its tenant."""
-        self.handler(now)(partition, offset, event)
-
     def handler(self, now: float) -> Callable[[int, int, AccessEvent], None]:
-        """``handle`` for one poll batch, with its lookups bound once (the hot path)."""
+        """The per-event step for one poll batch, its lookups bound once (the hot path):
+        each good event is learnt from, extends its window and queues its tenant."""
         observe, append = self.strategy.observe, self.windows.append
         # only a per-event strategy is asked about a tenant's earlier events of a batch
         add = self.batcher.add if self.strategy.per_event else self.batcher.add_newest

@@ -30,7 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.model.budget import ShadowLru
+from stream_warmer.lru import LruSim
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 
 
@@ -50,19 +50,19 @@ class PeerStrategy(WarmingStrategy):
             raise ValueError(msg)
         self._lookahead = lookahead
         self._capacity = 0
-        self._shadow: ShadowLru | None = None
+        self._shadow: LruSim | None = None
         self._recent: dict[str, deque[str]] = {}
 
     def set_cache_capacity(self, capacity: int) -> None:
         """Shadow a cache of ``capacity`` objects (0: no shadow, skip recent keys)."""
         self._capacity = max(0, int(capacity))
-        self._shadow = ShadowLru() if self._capacity else None
+        self._shadow = LruSim(self._capacity) if self._capacity else None
 
     def observe(self, event: AccessEvent) -> None:
         """Request the key in the shadow, learn from it, then slide the tenant's window."""
         tenant, key = event.tenant, event.key
         if self._shadow is not None:
-            self._shadow.request((tenant, key), self._capacity)
+            self._shadow.request((tenant, key), False)
         recent = self._recent.get(tenant)
         if recent is None:
             recent = self._recent[tenant] = deque(maxlen=self._lookahead)
@@ -97,12 +97,12 @@ class PeerStrategy(WarmingStrategy):
         if self._shadow is None:
             return self._not_recent(tenant, key, k)
         picked: list[Prediction] = []
-        shadow, capacity = self._shadow, self._capacity
+        shadow = self._shadow
         cached = shadow.lru
         for candidate, score in self._candidates(tenant, key):
             pair = (tenant, candidate)
             if pair not in cached:
-                shadow.warm(pair, capacity)
+                shadow.warm(pair, False)
                 picked.append(Prediction(candidate, score))
                 if len(picked) >= k:
                     break

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from stream_warmer.evaluation.lrusim import LruSim
 from stream_warmer.evaluation.warmeval import StrategySpec, evaluate_events
 from stream_warmer.events import AccessEvent
+from stream_warmer.lru import LruSim
 from stream_warmer.serve.app import ServeApp
 from stream_warmer.settings import StrategySettings, load_settings
 from stream_warmer.strategies import build_baseline

@@ -1,16 +1,20 @@
-"""The cache of the warm-eval protocol: an object-count LRU with warm accounting.
+"""The one object-count LRU: the warm-eval protocol's cache, and every shadow of a cache.
 
-The protocol itself (what is counted, when a warm lands) is ``warmeval``'s docstring;
-this is the cache one strategy's predictions feed, at one capacity and one delay.
+The evaluator feeds one per strategy, capacity and delay (``evaluation.warmeval``'s
+docstring has the protocol: what is counted, when a warm lands); the LSTM's threshold
+fit (``model.threshold``), the online warm budget's shadows (``model.budget``), the
+published peers' presence filter (``strategies.peers``) and ``bench live``'s
+application cache use the same class, so a cache hit means the same everywhere.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
-Item = tuple[str, str]  # (tenant, key)
+Item = tuple[str, Hashable]  # (tenant, key)
 
 
 @dataclass(slots=True)
@@ -18,7 +22,9 @@ class LruSim:
     """An object-count LRU with warm accounting; values mark counted, unhit warms.
 
     ``delay`` L > 0 holds the warms named after request i back until request i + L
-    has been served (``warmeval``'s docstring); ``pending`` is that queue.
+    has been served (``warmeval``'s docstring); ``pending`` is that queue. The
+    capacity may be changed between calls (a shadow told a new cache size): the next
+    insert evicts down to it.
     """
 
     capacity: int
@@ -48,7 +54,7 @@ class LruSim:
         mark = lru.get(item)
         if mark is None:
             lru[item] = False
-            if len(lru) > self.capacity:
+            while len(lru) > self.capacity:
                 lru.popitem(last=False)
             return False
         lru.move_to_end(item)
@@ -67,7 +73,7 @@ class LruSim:
         lru[item] = counting
         if counting:
             self.warms += 1
-        if len(lru) > self.capacity:
+        while len(lru) > self.capacity:
             lru.popitem(last=False)
         return True
 
@@ -89,3 +95,14 @@ class LruSim:
     def warms_per_request(self) -> float:
         """Counted effective warms / counted requests (``nan`` before any request)."""
         return self.warms / self.requests if self.requests else math.nan
+
+
+def replay(pairs: Sequence[Item], warms: Sequence[Item | None], capacity: int,
+           count_from: int) -> tuple[float, float]:
+    """(hit ratio, effective warms per request) of requests ``pairs`` with at most one
+    warm after each (``None``: none), counted from request ``count_from`` on."""
+    sim = LruSim(capacity)
+    for i, (pair, warm) in enumerate(zip(pairs, warms, strict=True)):
+        sim.step(pair, [] if warm is None else [warm], i >= count_from)
+    n = max(1, len(pairs) - count_from)
+    return sim.hits / n, sim.warms / n
