@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -300,31 +299,3 @@ def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> Warming
     trained = train_model(train_events, settings.trainer, settings.model)
     return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
                         version="fit")
-
-
-def strategy_from_artifact(weights: bytes, manifest: dict[str, Any], settings: ModelSettings,
-                           version: str) -> LstmStrategy:
-    """A fresh strategy from a checkpoint artifact (validated; raises ``ModelError``)."""
-    from stream_warmer.model.checkpoint import from_artifact
-
-    loaded = from_artifact(weights, manifest)
-    return LstmStrategy(loaded.model, loaded.spec, loaded.threshold, settings, version=version)
-
-
-def train_artifact(events: Sequence[AccessEvent], settings: Settings,
-                   previous: tuple[bytes, dict[str, Any]] | None = None
-                   ) -> tuple[bytes, dict[str, Any]]:
-    """Train (warm-starting from ``previous`` when its architecture allows) and package."""
-    from stream_warmer.errors import ModelError
-    from stream_warmer.model.checkpoint import from_artifact, to_artifact
-    from stream_warmer.model.train import Trained, train_model
-
-    prev = None
-    if previous is not None:
-        try:
-            loaded = from_artifact(*previous)
-            prev = Trained(loaded.model, loaded.spec, loaded.threshold)
-        except ModelError:
-            prev = None  # a bad live model never blocks training: start from scratch
-    trained = train_model(events, settings.trainer, settings.model, previous=prev)
-    return to_artifact(trained.model, trained.spec, trained.threshold, trained.metrics)

@@ -12,9 +12,8 @@ from stream_warmer.strategies.base import Window
 from stream_warmer.strategies.lstm import (
     LstmStrategy,
     fit_strategy,
-    strategy_from_artifact,
-    train_artifact,
 )
+from stream_warmer.trainer.lstm import lstm_loader, lstm_trainer
 
 
 def _stream(n: int) -> list[AccessEvent]:
@@ -89,12 +88,13 @@ def test_slots_are_bounded_and_forget_frees_them(settings: Settings,
 
 
 def test_artifact_round_trip_and_warm_start(settings: Settings) -> None:
-    weights, manifest = train_artifact(_stream(600), settings)
-    loaded = strategy_from_artifact(weights, manifest, settings.model, "v1")
-    assert loaded.model_version == "v1"
-    _, manifest2 = train_artifact(_stream(600), settings, previous=(weights, manifest))
-    assert manifest2["arch"] == manifest["arch"]
-    assert manifest2["features"] == manifest["features"]  # warm start keeps the features
+    train, load = lstm_trainer(settings), lstm_loader(settings)  # the trainer's one path
+    first = train(_stream(600), None).artifact
+    loaded = load(first, "v1")
+    assert isinstance(loaded, LstmStrategy) and loaded.model_version == "v1"
+    again = train(_stream(600), first).artifact  # warm start from the live artifact
+    assert again.manifest["arch"] == first.manifest["arch"]
+    assert again.manifest["features"] == first.manifest["features"]  # keeps the features
 
 
 def _serve(strategy: LstmStrategy, events: list[AccessEvent], k: int = 2) -> list[list[str]]:
