@@ -2,7 +2,9 @@
 
 1. snapshot the stored offsets (every warm command and dead letter of their events
    is written to Redis or queued in the producer by now);
-2. flush the Redis sink (one pipelined round trip);
+2. flush the Redis sink: nothing to do in the normal course, since each micro-batch
+   is written to Redis synchronously when it flushes; a guard for commands a failed
+   flush left buffered;
 3. flush the producer (warm commands and dead letters delivered);
 4. commit the snapshot, as explicit offsets: never what librdkafka holds as stored
    when its thread gets to the commit, which may already cover later events whose
