@@ -230,15 +230,17 @@ class NextKey(WarmingStrategy):
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """x+1..x+k for each window's newest key when it is an integer."""
-        return [_next_keys(w.events[-1].key, k) if w.events else [] for w in windows]
+        return [next_keys(w.events[-1].key, k) if w.events else [] for w in windows]
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """x+1..x+k per event."""
         for event in events:
-            yield _next_keys(event.key, k)
+            yield next_keys(event.key, k)
 
 
-def _next_keys(key: str, k: int) -> list[Prediction]:
+def next_keys(key: str, k: int) -> list[Prediction]:
+    """What ``nextkey`` warms after ``key``: key+1 ... key+k, scored 1/i (integer keys
+    only; leading zeros keep their width). The LSTM's budget shadow uses it too."""
     return list(_next_keys_cached(key, k))
 
 

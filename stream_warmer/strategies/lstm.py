@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from stream_warmer.events import AccessEvent, is_ascii_digits
+from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.dataset import expand_bits
 from stream_warmer.model.features import FeatureSpec
@@ -35,7 +35,7 @@ from stream_warmer.model.slots import TenantSlots
 from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
-from stream_warmer.strategies.baselines import Markov
+from stream_warmer.strategies.baselines import Markov, next_keys
 
 
 class LstmStrategy(WarmingStrategy):
@@ -285,11 +285,8 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _next_keys(key: str, k: int) -> list[str]:
-    """What ``nextkey`` warms after ``key``: key+1 ... key+k (integer keys only)."""
-    if not is_ascii_digits(key):
-        return []
-    n = int(key)
-    return [str(n + i) for i in range(1, k + 1)]
+    """The keys ``nextkey`` warms after ``key`` (the baseline's own function)."""
+    return [p.key for p in next_keys(key, k)]
 
 
 def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stream_warmer.bench import pipeline
+from stream_warmer.bench import latency, pipeline
 from stream_warmer.bench import swap as bench_swap
 from stream_warmer.bench.pipeline import (
     PipelineResult,
@@ -129,10 +129,10 @@ def test_trace_events_start_after_the_offset(tmp_path: Path) -> None:
     path = tmp_path / "t.csv.gz"
     with gzip.open(path, "wt") as fh:
         fh.write("ts,tenant,key,size\n" + "".join(f"{i},t,{i},1\n" for i in range(20)))
-    keys = [e.key for e in pipeline._trace_events(path, 5, 10)]
+    keys = [e.key for e in latency.trace_events(path, 5, 10)]
     assert keys == ["10", "11", "12", "13", "14"]
-    assert [e.key for e in pipeline._trace_events(path, None, 18)] == ["18", "19"]
-    assert len(list(pipeline._trace_events(path, 3))) == 3
+    assert [e.key for e in latency.trace_events(path, None, 18)] == ["18", "19"]
+    assert len(list(latency.trace_events(path, 3))) == 3
 
 
 def test_lstm_settings_that_serve_or_the_trainer_refuse_fail_first() -> None:
