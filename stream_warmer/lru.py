@@ -37,14 +37,17 @@ class LruSim:
     warms: int = 0
     useful: int = 0
 
-    def step(self, item: Item, warms: list[Item], counting: bool) -> None:
-        """One request for ``item``, then the warms due now (those named after it at L=0)."""
+    def step(self, item: Item, warms: list[Item], counting: bool) -> int:
+        """One request for ``item``, then the warms due now (those named after it at L=0);
+        returns how many of those were effective."""
         self.request(item, counting)
         if self.delay:
             warms = self._due(warms)
         warm = self.warm
+        effective = 0
         for named in warms:
-            warm(named, counting)
+            effective += warm(named, counting)
+        return effective
 
     def request(self, item: Item, counting: bool) -> bool:
         """Serve a request for ``item``: True on a hit (moved to MRU), else inserted."""

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "requests (needs --rate; not with --delay)")
     parser.add_argument("--rate", type=float, default=None, metavar="EVENTS_PER_S",
                         help="the replay rate that --delay-ms is converted at")
+    parser.add_argument("--warm-rate", default=None, metavar="W[,W...]",
+                        help="iso-warm rows too: each strategy's cache held at W effective "
+                        "warms per request by one online threshold on the scores it names "
+                        "its warms with (the same controller for all; it only lowers a "
+                        "strategy's own rate); the best hit ratio at each W is starred")
     parser.add_argument("--max-events", type=int, default=None, metavar="N",
                         help="evaluate only each trace's first N events (the halves of "
                         "DESIGN §5 are of these N; the row's trace is named NAME[:N])")
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(msg)
     ks = [int(k) for k in _numbers(args.k, int, "k")]
     delays = delays_of(args.delay, args.delay_ms, args.rate)
+    warm_rates = [] if args.warm_rate is None else _numbers(args.warm_rate, float, "warm-rate")
     if args.max_events is not None and args.max_events < 2:
         msg = f"--max-events needs at least 2 events (a training and a counted half), " \
               f"got {args.max_events}"
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         start = time.monotonic()
         times = ReplayTimes()
         rows += evaluate_trace(source, strategies, ks, fracs, settings, show_progress=show,
-                               delays=delays, times=times)
+                               delays=delays, times=times, warm_rates=warm_rates)
         print(f"# {name}: {time.monotonic() - start:.1f} s (scan {times.scan_s:.1f} s, "
               f"trace reads in the replay {times.read_s:.1f} s; each strategy's train and "
               "replay seconds are in its rows)", file=sys.stderr)

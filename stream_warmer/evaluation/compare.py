@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stream_warmer.errors import ConfigError, ModelError, TraceError
 from stream_warmer.evaluation.traces import (
@@ -113,10 +113,12 @@ def evaluate_trace(
     show_progress: bool = False,
     delays: Sequence[int] = (0,),
     times: ReplayTimes | None = None,
+    warm_rates: Sequence[float] = (),
 ) -> list[EvalRow]:
     """All rows of one trace: a counting pass, then one replay for every strategy.
 
-    ``delays`` (requests, DESIGN §8) give one row per delay from that same replay.
+    ``delays`` (requests, DESIGN §8) give one row per delay from that same replay;
+    ``warm_rates`` add the iso-warm rows (``warmeval.evaluate``).
     ``times``, when given, gets the seconds of the counting pass and of the trace
     reads during the replay (each strategy's own seconds are in its rows).
     """
@@ -129,7 +131,7 @@ def evaluate_trace(
 
     def run(progress: Progress | None) -> list[EvalRow]:
         return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs,
-                        stats=stats, delays=delays, times=times)
+                        stats=stats, delays=delays, times=times, warm_rates=warm_rates)
 
     return _with_progress(f"{source.name} replay", stats.requests, show_progress, run)
 
@@ -192,16 +194,33 @@ def format_table(rows: Sequence[EvalRow]) -> str:
     together), repeated on each of its rows.
     """
     w = max([20, *(len(r.trace) for r in rows)])
-    head = (f"{'trace':<{w}} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} {'strategy':<10} "
+    held = any(r.warm_rate is not None for r in rows)
+    best = _best_at_each_rate(rows)
+    sw = 11 if held else 10  # room for the star
+    head = (f"{'trace':<{w}} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} "
+            + (f"{'W':>6} " if held else "") + f"{'strategy':<{sw}} "
             f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9} {'train s':>8} "
             f"{'replay s':>8}")
     lines = [head, "-" * len(head)]
-    for r in rows:
+    for i, r in enumerate(rows):
+        rate = ("-" if r.warm_rate is None else f"{r.warm_rate:g}") if held else ""
+        name = r.strategy + ("*" if i in best else "")
         lines.append(f"{r.trace:<{w}} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} "
-                     f"{r.delay:>5} {r.strategy:<10} {r.hit_ratio:>9.4f} "
-                     f"{r.warm_precision:>9.3f} {r.warms_per_request:>9.3f} "
-                     f"{r.train_s:>8.1f} {r.replay_s:>8.1f}")
+                     f"{r.delay:>5} " + (f"{rate:>6} " if held else "") + f"{name:<{sw}} "
+                     f"{r.hit_ratio:>9.4f} {r.warm_precision:>9.3f} "
+                     f"{r.warms_per_request:>9.3f} {r.train_s:>8.1f} {r.replay_s:>8.1f}")
     return "\n".join(lines)
+
+
+def _best_at_each_rate(rows: Sequence[EvalRow]) -> set[int]:
+    """Indices of the iso-warm rows with the best hit ratio of their (trace, f, k, delay,
+    W) group (ties all starred)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.warm_rate is not None and not math.isnan(r.hit_ratio):
+            groups.setdefault((r.trace, r.cache_frac, r.k, r.delay, r.warm_rate), []).append(i)
+    return {i for members in groups.values() if len(members) > 1
+            for i in members if rows[i].hit_ratio == max(rows[j].hit_ratio for j in members)}
 
 
 def write_json(rows: Sequence[EvalRow], path: Path) -> None:

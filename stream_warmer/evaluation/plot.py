@@ -1,7 +1,9 @@
 """PNG plot of ``evaluate`` rows: hit ratio against warms per request, per strategy.
 
-One panel per (trace, cache fraction); each strategy is a line through its k
-values (labelled), so a strategy up and to the left of another is better. Rows of
+One panel per (trace, cache fraction); each strategy is a line through its points in
+order of warms per request: its own rows (labelled by k) and its iso-warm rows
+(``evaluate --warm-rate``, labelled by W), so the line is its frontier and a strategy
+up and to the left of another is better. Rows of
 several delays (``evaluate --delay``) get a line per (strategy, delay), ``L=`` in the
 legend for a delay other than 0.
 """
@@ -44,12 +46,13 @@ def _panel(ax: Any, rows: Sequence[EvalRow]) -> None:
     lines = list(dict.fromkeys((r.strategy, r.delay) for r in rows))
     for name, delay in lines:
         mine = sorted((r for r in rows if (r.strategy, r.delay) == (name, delay)),
-                      key=lambda r: r.k)
+                      key=lambda r: (r.warms_per_request, r.k))
         xs = [r.warms_per_request for r in mine]
         ys = [r.hit_ratio for r in mine]
         ax.plot(xs, ys, marker="o", label=f"{name} L={delay}" if delay else name)
         for r in mine:
-            ax.annotate(f"k={r.k}", (r.warms_per_request, r.hit_ratio),
+            label = f"k={r.k}" if r.warm_rate is None else f"W={r.warm_rate:g}"
+            ax.annotate(label, (r.warms_per_request, r.hit_ratio),
                         textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("warms per request")
     ax.set_ylabel("hit ratio")

@@ -63,6 +63,7 @@ __all__ = [
     "ReplayTimes",
     "StrategySpec",
     "TraceStats",
+    "WarmRateGate",
     "capacity_aware",
     "capacity_for",
     "evaluate",
@@ -87,6 +88,9 @@ class EvalRow:
     warm_precision: float
     warms_per_request: float
     delay: int = 0  # requests between a warm's issue and its application (DESIGN §8)
+    # iso-warm rows (``warm_rates``): the effective warms per request the row's cache
+    # was held at by ``WarmRateGate``; None: the strategy's own rate
+    warm_rate: float | None = None
     # seconds per strategy and trace (module docstring); not compared: rows that only
     # differ in timing are equal
     train_s: float = field(default=math.nan, compare=False)
@@ -129,6 +133,32 @@ class StrategySpec:
 
 
 @dataclass(slots=True)
+class WarmRateGate:
+    """Holds one cache at ``target`` effective warms per request (iso-warm comparison).
+
+    A named warm whose score is below ``threshold`` is dropped; after each request the
+    threshold moves by ``lr`` x (the request's effective warms - ``target``), within
+    [0, 1 + lr] (every score is in [0, 1]; above 1 nothing passes). The same gate holds
+    every strategy, on the scores it names its warms with; it can only lower a
+    strategy's own rate, so a strategy that names fewer warms stays below the target
+    (its row says how many it spent). Scores that tie (nextkey's 1.0) make the
+    threshold alternate around them, which holds the long-run rate all the same.
+    """
+
+    target: float
+    lr: float = 2e-3
+    threshold: float = 0.0
+
+    def step(self, sim: LruSim, item: tuple[str, str],
+             named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
+        """One request of ``sim``, with the named warms that pass the threshold."""
+        effective = sim.step(item, [w for w, score in named if score >= self.threshold],
+                             counting)
+        moved = self.threshold + self.lr * (effective - self.target)
+        self.threshold = min(1.0 + self.lr, max(0.0, moved))
+
+
+@dataclass(slots=True)
 class _Lane:
     """One strategy instance and the caches (per k, per f) its predictions feed."""
 
@@ -137,6 +167,9 @@ class _Lane:
     k: int
     fracs: list[float]  # the f of each cache in every ``sims`` list (one per delay)
     sims: list[tuple[int, list[LruSim]]]
+    # iso-warm caches, per k: (gate, cache), and the f of each (one per rate and delay)
+    gated: list[tuple[int, list[tuple[WarmRateGate, LruSim]]]] = field(default_factory=list)
+    gated_fracs: list[float] = field(default_factory=list)
     replay_s: float = 0.0  # its predictions in the replay
 
 
@@ -165,14 +198,18 @@ def evaluate(
     stats: TraceStats | None = None,
     delays: Sequence[int] = (0,),
     times: ReplayTimes | None = None,
+    warm_rates: Sequence[float] = (),
 ) -> list[EvalRow]:
     """Rows for every strategy x k x f x delay, from one replay of the trace.
 
     ``source()`` must return a fresh iterable of the trace's events on each call (it
     is called twice when ``stats`` is not given: once to count, once to replay).
     ``delays`` are in requests (module docstring; the default is DESIGN §5 alone).
-    Rows come in the order strategy, k, f, delay. ``times``, when given, gets the
-    shared seconds (the per-strategy ones are in the rows).
+    ``warm_rates`` add, for each rate W, a cache per (k, f, delay) held at W effective
+    warms per request by a ``WarmRateGate`` (rows with ``warm_rate`` W), fed by the same
+    predictions. Rows come in the order strategy, k, f, delay (the held ones after the
+    strategy's own at each k). ``times``, when given, gets the shared seconds (the
+    per-strategy ones are in the rows).
     """
     if not specs or not ks or not fracs or not delays:
         return []
@@ -183,7 +220,7 @@ def evaluate(
         stats = scan(source())
         times.scan_s += time.perf_counter() - started
     caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
-    lanes, train_s = _lanes(specs, ks, caches, delays)
+    lanes, train_s = _lanes(specs, ks, caches, delays, warm_rates)
     times.read_s += _replay(source(), lanes, stats.requests // 2)
     return _rows(trace, specs, lanes, train_s)
 
@@ -227,13 +264,19 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
         for lane in lanes
         for k, sims in lane.sims
         for frac, sim in zip(lane.fracs, sims, strict=True)
+    ] + [
+        _row(sim, trace, lane.name, frac, k, train_s=train_s[lane.name],
+             replay_s=replay_s[lane.name], warm_rate=gate.target)
+        for lane in lanes
+        for k, gates in lane.gated
+        for frac, (gate, sim) in zip(lane.gated_fracs, gates, strict=True)
     ]
     order = {spec.name: i for i, spec in enumerate(specs)}
-    return sorted(rows, key=lambda r: (order[r.strategy], r.k))
+    return sorted(rows, key=lambda r: (order[r.strategy], r.k, r.warm_rate is not None))
 
 
 def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
-         train_s: float, replay_s: float) -> EvalRow:
+         train_s: float, replay_s: float, warm_rate: float | None = None) -> EvalRow:
     return EvalRow(
         trace=trace,
         strategy=strategy,
@@ -245,6 +288,7 @@ def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
         warm_precision=sim.useful / sim.warms if sim.warms else math.nan,
         warms_per_request=sim.warms_per_request(),
         delay=sim.delay,
+        warm_rate=warm_rate,
         train_s=round(train_s, 3),
         replay_s=round(replay_s, 3),
     )
@@ -256,8 +300,8 @@ def capacity_aware(strategy: WarmingStrategy) -> bool:
 
 
 def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
-           caches: list[tuple[float, int]], delays: Sequence[int]
-           ) -> tuple[list[_Lane], dict[str, float]]:
+           caches: list[tuple[float, int]], delays: Sequence[int],
+           warm_rates: Sequence[float] = ()) -> tuple[list[_Lane], dict[str, float]]:
     """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
 
     Every instance is told its cache capacity before replay. A factory that hands
@@ -283,7 +327,10 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
             strategy.set_cache_capacity(min(c for _, c in cg))
             sims = [(k, [LruSim(c, d) for _, c in cg for d in delays]) for k in kg]
             fracs = [f for f, _ in cg for _ in delays]
-            lanes.append(_Lane(spec.name, strategy, kg[-1], fracs, sims))
+            gated = [(k, [(WarmRateGate(w), LruSim(c, d)) for w in warm_rates
+                          for _, c in cg for d in delays]) for k in kg] if warm_rates else []
+            gated_fracs = [f for _ in warm_rates for f, _ in cg for _ in delays]
+            lanes.append(_Lane(spec.name, strategy, kg[-1], fracs, sims, gated, gated_fracs))
         train_s[spec.name] = train_s.get(spec.name, 0.0) + time.perf_counter() - started
     return lanes, train_s
 
@@ -324,14 +371,20 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
     feeds = [[(k, [sim.step for sim in sims]) for k, sims in lane.sims] for lane in lanes]
+    gated = [lane.gated for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
         tenant = event.tenant
         item = (tenant, event.key)
-        for feed, pred in zip(feeds, preds, strict=True):
+        for feed, held, pred in zip(feeds, gated, preds, strict=True):
             warms = [(tenant, p.key) for p in pred]
             for k, steps in feed:
                 named = warms[:k] if k < len(warms) else warms
                 for step in steps:
                     step(item, named, counting)
+            if held:
+                scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]
+                for k, gates in held:
+                    for gate, sim in gates:
+                        gate.step(sim, item, scored[:k], counting)
     return read[0]

@@ -1,0 +1,65 @@
+"""Iso-warm rows: one online threshold holds every strategy's cache at W warms/request."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator, Sequence
+
+from stream_warmer.evaluation.compare import format_table
+from stream_warmer.evaluation.warmeval import StrategySpec, evaluate
+from stream_warmer.events import AccessEvent
+from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+
+
+class RandomWarms(WarmingStrategy):
+    """Names ``per_request`` random keys of a large space, with random scores."""
+
+    name = "random"
+    nested_k = True
+
+    def __init__(self, per_request: int, seed: int = 0) -> None:
+        self._n = per_request
+        self._rng = random.Random(seed)
+
+    def observe(self, event: AccessEvent) -> None:
+        """Stateless."""
+
+    def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """Not used by the evaluator."""
+        return [[] for _ in windows]
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """``per_request`` (at most k) uncached-looking keys, scores uniform in [0, 1]."""
+        for _ in events:
+            yield [Prediction(str(self._rng.randrange(10**9)), self._rng.random())
+                   for _ in range(min(k, self._n))]
+
+
+def _events(n: int) -> list[AccessEvent]:
+    rng = random.Random(1)
+    return [AccessEvent(tenant="t", key=str(rng.randrange(500)), ts=i) for i in range(n)]
+
+
+def test_each_strategy_is_held_at_the_rate_or_below_it() -> None:
+    events = _events(40_000)
+    specs = [StrategySpec("many", lambda: RandomWarms(2)),
+             StrategySpec("none", lambda: RandomWarms(0))]
+    rows = evaluate("t", lambda: events, specs, [2], [0.1], warm_rates=[0.3])
+    own = {r.strategy: r for r in rows if r.warm_rate is None}
+    held = {r.strategy: r for r in rows if r.warm_rate == 0.3}
+    assert own["many"].warms_per_request > 1.5  # two random keys: nearly always effective
+    assert abs(held["many"].warms_per_request - 0.3) < 0.02  # the gate holds it at W
+    assert held["none"].warms_per_request == 0.0  # it only lowers a strategy's rate
+    table = format_table(rows)
+    assert "W" in table.splitlines()[0]
+    starred = [line for line in table.splitlines() if "*" in line]
+    assert len(starred) == 1 and " 0.3 " in starred[0]
+
+
+def test_without_rates_the_rows_are_the_protocols_own() -> None:
+    events = _events(2_000)
+    spec = StrategySpec("many", lambda: RandomWarms(1))
+    plain = evaluate("t", lambda: events, [spec], [1], [0.1])
+    with_rates = evaluate("t", lambda: events, [spec], [1], [0.1], warm_rates=[0.5])
+    assert [r.warm_rate for r in with_rates] == [None, 0.5]
+    assert with_rates[0] == plain[0]
