@@ -8,6 +8,7 @@ docs/RESULTS.md and is replaced whole; NAME and its JSON:
 
 - ``bench-live``: docs/bench-live/*.json (``bench live --json``, scripts/bench-live-table)
 - ``warm-eval-k1``, ``warm-eval-k4``: docs/warm-eval.json (``evaluate --json``)
+- ``iso-warm``: docs/iso-warm.json (``evaluate --warm-rate ... --json``)
 - ``pipeline``: docs/bench-pipeline/*.json (``bench pipeline --json``, one file a run)
 - ``inference``: docs/bench-inference.json (``bench inference --json``)
 - ``memory``: docs/memory-per-tenant.json (scripts/memory_per_tenant.py --json)
@@ -86,6 +87,28 @@ def _warm_eval(k: int) -> str:
     return _table(head, out)
 
 
+def iso_warm() -> str:
+    """Per (trace, f, k, W): each strategy's hit ratio / warms per request when held at
+    W (``evaluate --warm-rate``), the best in bold; its own rate's row beside it."""
+    rows = [r for r in _load(DOCS / "iso-warm.json") if r.get("delay", 0) == 0]
+    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["trace"], r["cache_frac"], r["k"], r.get("warm_rate"))
+        groups.setdefault(key, {})[r["strategy"]] = r
+    out = []
+    for (trace, f, k, rate), by in groups.items():
+        best = max((r["hit_ratio"] for r in by.values()), default=None)
+        cells = []
+        for name in names:
+            r = by.get(name)
+            text = "-" if r is None else f"{r['hit_ratio']:.4f} / {r['warms_per_request']:.3f}"
+            cells.append(f"**{text}**" if r is not None and rate is not None
+                         and r["hit_ratio"] == best else text)
+        out.append([trace, f"{f:g}", str(k), "own" if rate is None else f"{rate:g}", *cells])
+    return _table(["trace", "f", "k", "W", *names], out)
+
+
 def pipeline() -> str:
     """One row per strategy per run file in docs/bench-pipeline."""
     from stream_warmer.bench.pipeline import COLUMNS
@@ -134,6 +157,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "bench-live": bench_live,
     "warm-eval-k1": lambda: _warm_eval(1),
     "warm-eval-k4": lambda: _warm_eval(4),
+    "iso-warm": iso_warm,
     "pipeline": pipeline,
     "inference": inference,
     "memory": memory,

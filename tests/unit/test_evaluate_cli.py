@@ -113,7 +113,7 @@ def test_cli_delay_gives_one_row_per_delay(
         ("none", 0), ("none", 1), ("none", 4), ("nextkey", 0), ("nextkey", 1), ("nextkey", 4)]
     fields = {"trace", "strategy", "cache_frac", "k", "capacity", "requests", "hit_ratio",
               "warm_precision", "warms_per_request"}  # DESIGN §6, plus delay and timing
-    assert all(set(r) == fields | {"delay", "train_s", "replay_s"} for r in rows)
+    assert all(set(r) == fields | {"delay", "warm_rate", "train_s", "replay_s"} for r in rows)
     nextkey = {r["delay"]: r["hit_ratio"] for r in rows if r["strategy"] == "nextkey"}
     assert nextkey[0] > nextkey[4]  # this trace's next key is timely only at L = 0
 
