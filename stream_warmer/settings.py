@@ -237,6 +237,10 @@ class StrategySettings(_Section):
     mithril_max_associations: int = Field(8, ge=1, le=256)
 
 
+InputName = Literal["delta", "top_count", "n_succ", "op", "gap", "size", "tenant", "known",
+                    "correct", "present"]
+
+
 class ModelSettings(_Section):
     """LSTM architecture and inference options."""
 
@@ -249,6 +253,10 @@ class ModelSettings(_Section):
     hidden: int = Field(64, ge=1, le=8192)
     layers: int = Field(1, ge=1, le=8)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # per-step inputs the model does not see (a feature ablation; model/features.py
+    # INPUT_NAMES): the categorical features, and the previous step's ``correct`` and
+    # this step's ``present`` class bits. Stored in the model's manifest
+    drop_inputs: tuple[InputName, ...] = ()
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # served precision: ``auto`` tries bf16 on CUDA (fp32 on the CPU); a candidate is
     # served only after its top-k classes matched fp32's on ``precision_check_rows``

@@ -35,6 +35,7 @@ DELTA_BITS = 40
 TENANT_BUCKETS = 32
 OPS = {"get": 0, "set": 1, "del": 2}
 CAT_NAMES = ("delta", "top_count", "n_succ", "op", "gap", "size", "tenant", "known")
+INPUT_NAMES = (*CAT_NAMES, "correct", "present")  # what ``model.drop_inputs`` may name
 
 
 @dataclass(frozen=True)

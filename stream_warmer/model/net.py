@@ -46,8 +46,17 @@ class ModelConfig:
     dropout: float = 0.0
     attention: bool = False
     bidirectional: bool = False
+    # inputs left out (a feature ablation): categorical column i < n_cats, n_cats for
+    # the ``correct`` half of ``bits``, n_cats + 1 for the ``present`` half; a dropped
+    # input is multiplied by 0, so the weights keep their shapes
+    drop_inputs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "drop_inputs", tuple(sorted(set(self.drop_inputs))))
+        if any(not 0 <= i < self.n_cats + 2 for i in self.drop_inputs):
+            msg = (f"ModelConfig.drop_inputs must be in [0, {self.n_cats + 2}), "
+                   f"got {self.drop_inputs}")
+            raise ValueError(msg)
         for name in ("cat_vocab", "n_cats", "n_bits", "embed_dim", "hidden", "layers"):
             if getattr(self, name) < 1:
                 msg = f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}"
@@ -59,9 +68,15 @@ class ModelConfig:
             msg = f"ModelConfig.dropout must be in [0, 1), got {self.dropout}"
             raise ValueError(msg)
 
-    def to_dict(self) -> dict[str, int | float | bool]:
-        """Plain JSON-able constructor arguments."""
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able constructor arguments (``drop_inputs`` only when set, so
+        the manifests of models without an ablation stay as they were)."""
+        data: dict[str, object] = asdict(self)
+        if not self.drop_inputs:
+            data.pop("drop_inputs")
+        else:
+            data["drop_inputs"] = list(self.drop_inputs)
+        return data
 
 
 class StateSlots:
@@ -113,10 +128,27 @@ class WarmNet(nn.Module):
         self.attn = nn.Linear(out_dim, out_dim, bias=False) if cfg.attention else None
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(out_dim * (2 if cfg.attention else 1), cfg.n_classes)
+        # (K, 1) and (n_bits,): 0 for a dropped input (``drop_inputs``), None without
+        cat_keep = bit_keep = None
+        if cfg.drop_inputs:
+            cat_keep, bit_keep = torch.ones(cfg.n_cats, 1), torch.ones(cfg.n_bits)
+            half = cfg.n_bits // 2
+            for i in cfg.drop_inputs:
+                if i < cfg.n_cats:
+                    cat_keep[i] = 0.0
+                else:
+                    bit_keep[(i - cfg.n_cats) * half : (i - cfg.n_cats + 1) * half] = 0.0
+        self._cat_keep: torch.Tensor | None
+        self._bit_keep: torch.Tensor | None
+        self.register_buffer("_cat_keep", cat_keep, persistent=False)
+        self.register_buffer("_bit_keep", bit_keep, persistent=False)
 
     def _inputs(self, cats: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         b, t, k = cats.shape  # (B, T, K)
-        e = self.embed(cats).reshape(b, t, k * self.config.embed_dim)  # (B, T, K*E)
+        e = self.embed(cats)  # (B, T, K, E)
+        if self._cat_keep is not None and self._bit_keep is not None:
+            e, bits = e * self._cat_keep, bits * self._bit_keep
+        e = e.reshape(b, t, k * self.config.embed_dim)  # (B, T, K*E)
         return torch.tanh(self.in_proj(e) + self.bits_proj(bits))  # (B, T, E)
 
     def forward(self, cats: torch.Tensor, bits: torch.Tensor, lengths: torch.Tensor

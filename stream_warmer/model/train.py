@@ -25,7 +25,7 @@ import torch
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.dataset import Encoded, batch, encode_stream, tenant_sequences, windows
-from stream_warmer.model.features import FeatureSpec, fit_spec
+from stream_warmer.model.features import INPUT_NAMES, FeatureSpec, fit_spec
 from stream_warmer.model.net import ModelConfig, WarmNet
 from stream_warmer.model.threshold import choose_threshold
 from stream_warmer.settings import ModelSettings, TrainerSettings
@@ -57,7 +57,8 @@ def build_config(spec: FeatureSpec, ms: ModelSettings) -> ModelConfig:
     return ModelConfig(cat_vocab=spec.cat_vocab, n_cats=len(spec.cat_sizes),
                        n_bits=2 * spec.n_classes, n_classes=spec.n_classes,
                        embed_dim=ms.embed_dim, hidden=ms.hidden, layers=ms.layers,
-                       dropout=ms.dropout)
+                       dropout=ms.dropout,
+                       drop_inputs=tuple(INPUT_NAMES.index(name) for name in ms.drop_inputs))
 
 
 def train_model(events: Sequence[AccessEvent], trainer: TrainerSettings, ms: ModelSettings,

@@ -116,3 +116,34 @@ def test_slot_reset_zeroes_only_those_slots() -> None:
     states.reset(torch.tensor([2]))
     assert float(states.h[:, 2].abs().sum()) == 0.0
     assert float(states.h[:, 1].sum()) == 3.0
+
+
+def test_dropped_inputs_do_not_reach_the_model() -> None:
+    """An ablation: a dropped categorical column or bits half changes no output, the
+    others do; the weights keep their shapes; the setting's names are INPUT_NAMES."""
+    from typing import get_args
+
+    from stream_warmer.model.features import INPUT_NAMES
+    from stream_warmer.settings import InputName
+
+    assert get_args(InputName) == INPUT_NAMES
+    model = _model(drop_inputs=(1, 3))  # categorical column 1, the ``correct`` bits
+    assert model.config.to_dict()["drop_inputs"] == [1, 3]
+    assert "drop_inputs" not in _model().config.to_dict()  # old manifests unchanged
+    assert {k: v.shape for k, v in model.state_dict().items()} == {
+        k: v.shape for k, v in _model().state_dict().items()}
+    cats, bits = _inputs(4, 5)
+    base, _ = model.forward_seq(cats, bits)
+    other = cats.clone()
+    other[..., 1] = (other[..., 1] + 7) % 20
+    other_bits = bits.clone()
+    other_bits[..., :4] = 1.0 - other_bits[..., :4]
+    assert torch.equal(model.forward_seq(other, other_bits)[0], base)
+    changed = cats.clone()
+    changed[..., 0] = (changed[..., 0] + 7) % 20
+    assert not torch.equal(model.forward_seq(changed, bits)[0], base)
+    flipped = bits.clone()
+    flipped[..., 4:] = 1.0 - flipped[..., 4:]
+    assert not torch.equal(model.forward_seq(cats, flipped)[0], base)
+    with pytest.raises(ValueError, match="drop_inputs"):
+        _cfg(drop_inputs=(5,))
