@@ -207,6 +207,8 @@ class StrategySettings(_Section):
     name: Literal["none", "popularity", "markov", "nextkey", "pg", "mithril", "lstm"] = "markov"
     fallback: Literal["none", "popularity", "markov", "nextkey", "pg", "mithril"] = "markov"
     k: int = Field(1, ge=1, le=64)
+    # the successor tables' bounds, for the markov baseline and the LSTM's tracker alike
+    # (one implementation: native/src/table.rs); at least trainer.ranks successors
     markov_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
     markov_max_successors: int = Field(8, ge=1, le=256)
     popularity_top: int = Field(64, ge=1, le=100_000)
@@ -413,6 +415,12 @@ class Settings(BaseSettings):
         # any secrets in it) and name no variable
         if self.strategy.name == "lstm":
             check_lstm_bounds(self.window.max_tenants, self.model.max_state_slots)
+        if self.strategy.markov_max_successors < self.trainer.ranks:
+            msg = (f"{ENV_PREFIX}STRATEGY__MARKOV_MAX_SUCCESSORS (strategy.markov_max_successors"
+                   f"={self.strategy.markov_max_successors}) is below {ENV_PREFIX}TRAINER__RANKS "
+                   f"(trainer.ranks={self.trainer.ranks}): the LSTM's successor tables have "
+                   "the markov baseline's bounds, and a rank class needs a successor to name")
+            raise ConfigError(msg)
         return self
 
     @classmethod

@@ -2,8 +2,10 @@
 
 This was the product's implementation until the hot path moved to Rust
 (native/src/lib.rs, wrapped by ``stream_warmer.model.tracker``); it stays here,
-unchanged in behaviour, so the tests can hold the native code to the same semantics
-(tests/unit/test_native_tracker.py). Nothing in the package imports it.
+unchanged in behaviour but one (a full table now drops its least recently used key,
+as the ``markov`` baseline always did, where it dropped the oldest inserted), so the
+tests can hold the native code to the same semantics (tests/unit/test_native_tracker.py,
+tests/unit/test_baselines.py). Nothing in the package imports it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import bisect
 import math
 import zlib
-from collections.abc import Iterable, Mapping
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -25,6 +29,7 @@ from stream_warmer.model.features import (
     signed_log_bucket,
 )
 from stream_warmer.model.tracker import Step
+from stream_warmer.strategies.base import Prediction
 
 
 @dataclass(slots=True)
@@ -122,11 +127,12 @@ class ReferenceTracker:
         return Step(cats, correct, present, cands)
 
     def _learn(self, st: _Tenant, prev: Key, key: Key) -> None:
-        succ = st.succ.get(prev)
+        succ = st.succ.pop(prev, None)  # reinserted: the dict's order is LRU first
         if succ is None:
             if len(st.succ) >= self.spec.max_keys_per_tenant:
-                del st.succ[next(iter(st.succ))]  # oldest-inserted key goes first
-            succ = st.succ[prev] = {}
+                del st.succ[next(iter(st.succ))]  # the least recently used key goes first
+            succ = {}
+        st.succ[prev] = succ
         if key in succ:
             succ[key] += 1
         elif len(succ) < self.spec.max_successors:
@@ -185,3 +191,94 @@ def reference_choose(rows: list[list[float]], cands: list[list[Key | None]], k: 
         else:
             out.append(sorted(pooled.items(), key=lambda kv: -kv[1])[:k])
     return out
+
+
+class _Successors:
+    """Successor counts of one key, kept ranked (count desc, then first seen)."""
+
+    __slots__ = ("counts", "order", "seen", "total")
+
+    def __init__(self) -> None:
+        self.total = 0  # transitions seen out of this key, evicted successors included
+        self.counts: dict[str, int] = {}
+        self.seen: dict[str, int] = {}  # successor -> arrival number (tie break)
+        self.order: list[str] = []  # successors, best first
+
+    def add(self, key: str, max_successors: int) -> None:
+        """Count one transition to ``key``; drop the lowest ranked one when full."""
+        self.total += 1
+        counts, order = self.counts, self.order
+        count = counts.get(key)
+        if count is None:
+            if len(order) >= max_successors:
+                victim = order.pop()
+                del counts[victim], self.seen[victim]
+            counts[key] = 1
+            self.seen[key] = self.total
+            order.append(key)  # count 1, seen last: ranks last
+            return
+        counts[key] = count + 1
+        i = order.index(key)
+        if not i:
+            return
+        seen = self.seen
+        rank = (-count - 1, seen[key])  # ascending rank order = best first
+        ahead = order[i - 1]
+        if (-counts[ahead], seen[ahead]) > rank:  # it now outranks its predecessor
+            j = bisect_left(order, rank, 0, i, key=lambda s: (-counts[s], seen[s]))
+            del order[i]
+            order.insert(j, key)
+
+
+class ReferenceMarkov:
+    """The ``markov`` baseline as it was in Python (stream_warmer/strategies/baselines.py
+    until its tables moved to native/src/table.rs): the oracle of test_baselines.py.
+
+    Ranking: count, ties broken by which successor was seen first. Memory is bounded:
+    at most ``max_keys`` keys per tenant (least recently used dropped) and at most
+    ``max_successors`` successors per key (the lowest ranked dropped for a new one).
+    Score = count / all transitions seen out of x. The top k are a prefix of the
+    top k+1 (``nested_k``), which lets the evaluator serve several k from one run.
+    """
+
+    def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
+        if max_keys < 1 or max_successors < 1:
+            msg = f"max_keys={max_keys} and max_successors={max_successors} must be >= 1"
+            raise ValueError(msg)
+        self._max_keys = max_keys
+        self._max_succ = max_successors
+        self._tables: dict[str, OrderedDict[str, _Successors]] = {}
+        self._last: dict[str, str] = {}
+
+    def observe(self, event: AccessEvent) -> None:
+        """Record the transition from the tenant's previous key to this one."""
+        tenant, key = event.tenant, event.key
+        prev = self._last.get(tenant)
+        self._last[tenant] = key
+        if prev is None:
+            return
+        table = self._tables.get(tenant)
+        if table is None:
+            table = self._tables[tenant] = OrderedDict()
+        succ = table.get(prev)
+        if succ is None:
+            succ = table[prev] = _Successors()
+            if len(table) > self._max_keys:
+                table.popitem(last=False)
+        else:
+            table.move_to_end(prev)
+        succ.add(key, self._max_succ)
+
+    def _successors(self, tenant: str, key: str, k: int) -> list[Prediction]:
+        table = self._tables.get(tenant)
+        succ = table.get(key) if table is not None else None
+        if succ is None:
+            return []
+        counts, total = succ.counts, succ.total
+        return [Prediction(s, counts[s] / total) for s in succ.order[:k]]
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Observe each event, then predict the successors of its key."""
+        for event in events:
+            self.observe(event)
+            yield self._successors(event.tenant, event.key, k)

@@ -4,19 +4,21 @@
 //! access into the model's inputs (categorical ids, `correct` / `present` bitmasks)
 //! and candidates, one class each (stream_warmer/model/features.py names them);
 //! `Cands` holds the candidates of many steps and pools class probabilities into
-//! keys. The semantics are those of the Python reference the tests compare against
-//! (tests/reference_tracker.py): insertion-ordered successor tables, first-seen-first
-//! among equal counts, the oldest-inserted key evicted from a full table, the least
-//! frequent (latest among ties) successor replaced.
+//! keys; `Markov` (markov.rs) is the `markov` baseline. Both keep their successor
+//! tables in `table::Table` (table.rs: its semantics). The semantics are those of the
+//! Python reference the tests compare against (tests/reference_tracker.py).
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyList, PyString, PyTuple};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
 
+mod markov;
 mod slots;
+mod table;
+
+use table::Table;
 
 const TENANT_BUCKETS: u32 = 32;
 const DELTA_BITS: u32 = 40;
@@ -25,14 +27,14 @@ const N_CATS: usize = 8;
 /// A key as the model sees it: a canonical decimal int64, any other string, or an
 /// integer candidate beyond int64 (never equal to a parsed key, as in Python).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-enum Key {
+pub(crate) enum Key {
     Int(i64),
     Str(Box<str>),
     Big(Box<str>),
 }
 
 impl Key {
-    fn parse(s: &str) -> Key {
+    pub(crate) fn parse(s: &str) -> Key {
         let b = s.as_bytes();
         if !b.is_empty()
             && b.len() < 19
@@ -60,7 +62,7 @@ impl Key {
         })
     }
 
-    fn to_pystr(&self, py: Python<'_>) -> PyObject {
+    pub(crate) fn to_pystr(&self, py: Python<'_>) -> PyObject {
         match self {
             Key::Int(v) => PyString::new(py, &v.to_string()).into_any().unbind(),
             Key::Str(s) | Key::Big(s) => PyString::new(py, s).into_any().unbind(),
@@ -103,10 +105,7 @@ fn bisect_left(edges: &[f64], x: f64) -> i64 {
 
 #[derive(Default)]
 struct TenantState {
-    /// key -> (insertion sequence, successors in insertion order with counts)
-    succ: FxHashMap<Key, (u64, Vec<(Key, i64)>)>,
-    order: VecDeque<(u64, Key)>,
-    seq: u64,
+    table: Table,
     key: Option<Key>,
     ts: i64,
     delta: i64,
@@ -120,44 +119,10 @@ struct TenantState {
 }
 
 impl TenantState {
-    fn insert(&mut self, key: Key, succ: Vec<(Key, i64)>) {
-        self.seq += 1;
-        self.order.push_back((self.seq, key.clone()));
-        self.succ.insert(key, (self.seq, succ));
-        if self.order.len() > 2 * self.succ.len() + 64 {
-            let succ = &self.succ;
-            self.order.retain(|(s, k)| succ.get(k).is_some_and(|e| e.0 == *s));
-        }
-    }
-
-    fn evict_oldest(&mut self) {
-        while let Some((s, k)) = self.order.pop_front() {
-            if self.succ.get(&k).is_some_and(|e| e.0 == s) {
-                self.succ.remove(&k);
-                return;
-            }
-        }
-    }
-
-    fn successors(&self, key: &Key) -> Option<&Vec<(Key, i64)>> {
-        self.succ.get(key).map(|e| &e.1).filter(|v| !v.is_empty())
-    }
-
     fn bytes(&self) -> usize {
-        let key_bytes = |k: &Key| match k {
-            Key::Int(_) => 0,
-            Key::Str(s) | Key::Big(s) => s.len(),
-        };
-        let entry = std::mem::size_of::<(Key, (u64, Vec<(Key, i64)>))>() + 8; // + hash ctrl
-        let mut n = std::mem::size_of::<Self>() + self.succ.capacity() * entry
-            + self.order.capacity() * std::mem::size_of::<(u64, Key)>()
+        std::mem::size_of::<Self>() + self.table.bytes()
             + self.cands.capacity() * std::mem::size_of::<Option<Key>>()
-            + self.probs.capacity() * 4;
-        for (k, (_, v)) in &self.succ {
-            n += 2 * key_bytes(k) + v.capacity() * std::mem::size_of::<(Key, i64)>();
-            n += v.iter().map(|(s, _)| key_bytes(s)).sum::<usize>();
-        }
-        n
+            + self.probs.capacity() * 4
     }
 }
 
@@ -225,60 +190,6 @@ impl Tracker {
         self.tenants.get_mut(tenant).expect("just inserted")
     }
 
-    fn learn(st: &mut TenantState, prev: Key, key: &Key, max_keys: usize, max_succ: usize) {
-        let Some((_, succ)) = st.succ.get_mut(&prev) else {
-            if st.succ.len() >= max_keys {
-                st.evict_oldest(); // the oldest-inserted key goes first
-            }
-            st.insert(prev, vec![(key.clone(), 1)]);
-            return;
-        };
-        if let Some(e) = succ.iter_mut().find(|e| e.0 == *key) {
-            e.1 += 1;
-        } else if succ.len() < max_succ {
-            succ.push((key.clone(), 1));
-        } else if !succ.is_empty() {
-            // replace the least frequent successor, the latest among ties
-            let mut worst = 0;
-            for (i, e) in succ.iter().enumerate() {
-                if e.1 <= succ[worst].1 {
-                    worst = i;
-                }
-            }
-            succ.remove(worst);
-            succ.push((key.clone(), 1));
-        }
-    }
-
-    /// The `k` most frequent successors of `key`, first seen first among equal counts.
-    fn top(succ: &[(Key, i64)], k: usize) -> Vec<&Key> {
-        let mut out = Vec::with_capacity(k.min(succ.len()));
-        Self::for_top(succ, k, |key| out.push(key));
-        out
-    }
-
-    /// `f` on each of `top(succ, k)` in order, without allocating for short tables.
-    fn for_top<'s>(succ: &'s [(Key, i64)], k: usize, mut f: impl FnMut(&'s Key)) {
-        let n = succ.len();
-        if n > 64 {
-            let mut idx: Vec<usize> = (0..n).collect();
-            idx.sort_by(|&a, &b| succ[b].1.cmp(&succ[a].1)); // stable
-            idx.into_iter().take(k).for_each(|i| f(&succ[i].0));
-            return;
-        }
-        let mut taken = 0u64;
-        for _ in 0..k.min(n) {
-            let mut best = usize::MAX;
-            for (i, e) in succ.iter().enumerate() {
-                if taken >> i & 1 == 0 && (best == usize::MAX || e.1 > succ[best].1) {
-                    best = i;
-                }
-            }
-            taken |= 1 << best;
-            f(&succ[best].0);
-        }
-    }
-
     /// Observe one access; the tenant's candidates become this step's.
     fn step_one(&mut self, tenant: &str, key_s: &str, ts: i64, op: &str, size: Option<i64>) -> Stepped {
         let (max_keys, max_succ, ranks) = (self.max_keys, self.max_successors, self.ranks);
@@ -306,18 +217,18 @@ impl Tracker {
                 st.delta = k - p;
                 delta_id = signed_log_bucket(st.delta);
             }
-            Self::learn(st, prev, &key, max_keys, max_succ);
+            st.table.learn(prev, &key, max_keys, max_succ);
             gap = ts.wrapping_sub(st.ts);
         }
         let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
         cands.clear();
         cands.push(None);
         let mut present = 0i64;
-        let row = st.succ.get(&key);
+        let row = st.table.row(&key);
         let known = i64::from(row.is_some());
-        let (top_count, n_succ) = match row.map(|e| &e.1).filter(|v| !v.is_empty()) {
+        let (top_count, n_succ) = match row.map(|r| &r.succ).filter(|v| !v.is_empty()) {
             Some(succ) => {
-                Self::for_top(succ, ranks, |k| cands.push(Some(k.clone())));
+                table::for_top(succ, ranks, |e| cands.push(Some(e.0.clone())));
                 present = ((1i64 << (cands.len() - 1)) - 1) << 1;
                 let max = succ.iter().map(|e| e.1).max().unwrap_or(0);
                 (i64::from(bit_length(max.max(0) as u64).min(15)), succ.len() as i64)
@@ -454,13 +365,13 @@ impl Tracker {
 
     /// Keys held in `tenant`'s successor table.
     fn table_len(&self, tenant: &str) -> usize {
-        self.tenants.get(tenant).map_or(0, |st| st.succ.len())
+        self.tenants.get(tenant).map_or(0, |st| st.table.len())
     }
 
     /// Whether `key` (a parsed key: int or str) has a row in `tenant`'s table.
     fn knows(&self, tenant: &str, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let key = Key::from_object(key)?;
-        Ok(self.tenants.get(tenant).is_some_and(|st| st.succ.contains_key(&key)))
+        Ok(self.tenants.get(tenant).is_some_and(|st| st.table.row(&key).is_some()))
     }
 
     /// One access: (cats, correct, present, cands).
@@ -515,8 +426,8 @@ impl Tracker {
                 c.cands.extend(st.cands.iter().cloned());
                 if marks_k > 0 {
                     let key = st.key.as_ref().expect("just stepped");
-                    c.marks.push(st.successors(key).map_or_else(Vec::new, |succ| {
-                        Self::top(succ, marks_k).into_iter().cloned().collect()
+                    c.marks.push(st.table.successors(key).map_or_else(Vec::new, |succ| {
+                        table::top(succ, marks_k).into_iter().map(|e| e.0.clone()).collect()
                     }));
                 }
             }
@@ -603,10 +514,10 @@ impl Tracker {
     fn top_successors(&self, py: Python<'_>, tenant: &str, key: &Bound<'_, PyAny>, k: usize
                       ) -> PyResult<Vec<PyObject>> {
         let key = Key::from_object(key)?;
-        let Some(succ) = self.tenants.get(tenant).and_then(|st| st.successors(&key)) else {
+        let Some(succ) = self.tenants.get(tenant).and_then(|st| st.table.successors(&key)) else {
             return Ok(Vec::new());
         };
-        Self::top(succ, k).into_iter().map(|k| k.to_object(py)).collect()
+        table::top(succ, k).into_iter().map(|e| e.0.to_object(py)).collect()
     }
 
     /// Add successor counts learnt elsewhere: rows `(key, [(successor, count), ...])`,
@@ -617,9 +528,10 @@ impl Tracker {
         let skip = rows.len().saturating_sub(max_keys);
         for (prev, counts) in rows.into_iter().skip(skip) {
             let prev = Key::parse(&prev);
-            let mut merged = st.succ.remove(&prev).map(|e| e.1).unwrap_or_default();
+            let (mut merged, mut total) = st.table.take(&prev).map_or((Vec::new(), 0), |r| (r.succ, r.total));
             for (key, n) in counts {
                 let key = Key::parse(&key);
+                total += n;
                 match merged.iter_mut().find(|e| e.0 == key) {
                     Some(e) => e.1 += n,
                     None => merged.push((key, n)),
@@ -627,10 +539,7 @@ impl Tracker {
             }
             merged.sort_by_key(|e| std::cmp::Reverse(e.1)); // stable
             merged.truncate(max_succ);
-            st.insert(prev, merged);
-            if st.succ.len() > max_keys {
-                st.evict_oldest();
-            }
+            st.table.put(prev, merged, total, max_keys);
         }
     }
 
@@ -716,6 +625,7 @@ impl Cands {
 fn stream_warmer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tracker>()?;
     m.add_class::<Cands>()?;
+    m.add_class::<markov::Markov>()?;
     m.add_class::<slots::Slots>()?;
     Ok(())
 }

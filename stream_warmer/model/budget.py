@@ -13,10 +13,11 @@ short one of the rates it flips with phases, and the budget then follows the mor
 generous baseline in its good phases (measured: cloudphysics_vm f=0.1 ran 5% over
 markov1's warms). Nothing here is fitted to a trace; it only measures the stream.
 
-Two ways to drive it: ``step`` per request (request, warms, update: the evaluator),
-or ``request`` per observed access and ``warm`` when warms are issued (serve, which
-predicts once per micro-batch): our effective warms since the last request are folded
-into the rates at the next one.
+One way to drive it, in serve and in the evaluator alike: ``request`` per observed
+access (the shadows, the rates and the threshold move), then ``warm`` with the warms
+issued at the threshold it left; our effective warms since the last request are folded
+into the rates at the next one. Serve predicts once per micro-batch, so all of its
+requests come first; the evaluator predicts after every request.
 """
 
 from __future__ import annotations
@@ -66,17 +67,8 @@ class WarmBudget:
         self.warm_rate, self.hit_rate = other.warm_rate, other.hit_rate
         self.base_hit_rate = other.base_hit_rate
 
-    def step(self, pair: Pair, scored: list[tuple[str, float]], markov: Sequence[str],
-             nextkey: Sequence[str]) -> list[tuple[str, float]]:
-        """Account one request; return the warms of ``scored`` that pass the threshold."""
-        self._request(pair, markov, nextkey)
-        keep = [(key, s) for key, s in scored if s >= self.threshold]
-        self.warm(pair[0], [key for key, _ in keep])
-        self._update()
-        return keep
-
     def request(self, pair: Pair, markov: Sequence[str], nextkey: Sequence[str]) -> None:
-        """Account one observed request (serve); rates and threshold move here."""
+        """Account one observed request; rates and threshold move here."""
         self._request(pair, markov, nextkey)
         self._update()
 

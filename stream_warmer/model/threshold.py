@@ -21,6 +21,7 @@ from stream_warmer.model.decode import choose
 from stream_warmer.model.features import Key, parse_key
 from stream_warmer.model.net import WarmNet
 from stream_warmer.settings import TrainerSettings
+from stream_warmer.strategies.baselines import next_keys
 
 Warm = tuple[str, Key] | None
 
@@ -55,7 +56,7 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
     capacity = max(1, int(trainer.val_cache_frac * len(set(
         (ev.tenant, ev.key) for ev in events))))
     count_from = split - enc.keep_from
-    base = _baselines(pairs, enc.cands, capacity, count_from)
+    base = _baselines(kept, pairs, enc.cands, capacity, count_from)
     budget = max(base[1] * (1.0 - trainer.warm_budget_margin), 0.0)
     scores = np.array([p[0][1] if p else 0.0 for p in picks[count_from:]])
     grid = np.unique(np.quantile(scores, np.linspace(0.0, 0.98, 25))) if len(scores) else [0.0]
@@ -73,11 +74,15 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
                      "val_capacity": float(capacity)}
 
 
-def _baselines(pairs: list[tuple[str, Key]], cands: Iterable[list[Key | None]], capacity: int,
-               count_from: int) -> tuple[float, float]:
-    """(hit, wpr) of the better of markov (rank-1 successor) and next key on the slice."""
+def _baselines(events: Sequence[AccessEvent], pairs: list[tuple[str, Key]],
+               cands: Iterable[list[Key | None]], capacity: int, count_from: int
+               ) -> tuple[float, float]:
+    """(hit, wpr) of the better of markov and nextkey at k=1 on the slice: markov's
+    warm is the tracker's rank-1 candidate (the same successor tables, native/src/
+    table.rs), nextkey's the baseline's own ``next_keys``."""
     markov: list[Warm] = [(t, c[1]) if c[1] is not None else None
                           for (t, _), c in zip(pairs, cands, strict=True)]
-    nextkey: list[Warm] = [(t, k + 1) if isinstance(k, int) else None for t, k in pairs]
+    nextkey: list[Warm] = [(ev.tenant, parse_key(nk[0].key)) if (nk := next_keys(ev.key, 1))
+                           else None for ev in events]
     results = [replay(pairs, w, capacity, count_from) for w in (markov, nextkey)]
     return max(results, key=lambda r: r[0])

@@ -1,9 +1,10 @@
 """Training: fit features, train the LSTM, choose the confidence threshold.
 
-``train_model(events, trainer, model_settings, previous=None)`` is the one entry point
-the trainer service and the evaluator use. Steps:
+``train_model(events, settings, previous=None)`` is the one entry point the trainer
+service and the evaluator use. Steps:
 
 1. fit the ``FeatureSpec`` on the events (or reuse the previous model's, to warm start);
+   its successor tables have the served ``markov``'s bounds (``strategy.markov_*``);
 2. encode the stream; cut per-tenant windows; split them in time order (the newest
    ``val_fraction`` validates);
 3. train with Adam, gradient clipping and early stopping on the validation loss;
@@ -28,7 +29,7 @@ from stream_warmer.model.dataset import Encoded, batch, encode_stream, tenant_se
 from stream_warmer.model.features import INPUT_NAMES, FeatureSpec, fit_spec
 from stream_warmer.model.net import ModelConfig, WarmNet
 from stream_warmer.model.threshold import choose_threshold
-from stream_warmer.settings import ModelSettings, TrainerSettings
+from stream_warmer.settings import ModelSettings, Settings, TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,16 @@ def build_config(spec: FeatureSpec, ms: ModelSettings) -> ModelConfig:
                        drop_inputs=tuple(INPUT_NAMES.index(name) for name in ms.drop_inputs))
 
 
-def train_model(events: Sequence[AccessEvent], trainer: TrainerSettings, ms: ModelSettings,
+def train_model(events: Sequence[AccessEvent], settings: Settings,
                 previous: Trained | None = None) -> Trained:
     """Train on ``events`` (in stream order); see the module docstring."""
     started = time.monotonic()
+    trainer, ms, strategy = settings.trainer, settings.model, settings.strategy
     torch.manual_seed(trainer.seed)
     spec = previous.spec if previous is not None else fit_spec(
-        events, n_deltas=trainer.n_deltas, ranks=trainer.ranks)
+        events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,
+        max_successors=strategy.markov_max_successors,
+        max_keys_per_tenant=strategy.markov_max_keys_per_tenant)
     split = int(len(events) * (1.0 - trainer.val_fraction))
     enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in))
     config = build_config(spec, ms)

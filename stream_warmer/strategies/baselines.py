@@ -10,10 +10,11 @@ default observe-then-predict.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
+from itertools import islice
+
+from stream_warmer_native import Markov as SuccessorTables
 
 from stream_warmer.events import AccessEvent, is_ascii_digits
 from stream_warmer.settings import StrategySettings
@@ -109,51 +110,19 @@ class Popularity(WarmingStrategy):
             self._tenants.pop(tenant, None)
 
 
-class _Successors:
-    """Successor counts of one key, kept ranked (count desc, then first seen)."""
-
-    __slots__ = ("counts", "order", "seen", "total")
-
-    def __init__(self) -> None:
-        self.total = 0  # transitions seen out of this key, evicted successors included
-        self.counts: dict[str, int] = {}
-        self.seen: dict[str, int] = {}  # successor -> arrival number (tie break)
-        self.order: list[str] = []  # successors, best first
-
-    def add(self, key: str, max_successors: int) -> None:
-        """Count one transition to ``key``; drop the lowest ranked one when full."""
-        self.total += 1
-        counts, order = self.counts, self.order
-        count = counts.get(key)
-        if count is None:
-            if len(order) >= max_successors:
-                victim = order.pop()
-                del counts[victim], self.seen[victim]
-            counts[key] = 1
-            self.seen[key] = self.total
-            order.append(key)  # count 1, seen last: ranks last
-            return
-        counts[key] = count + 1
-        i = order.index(key)
-        if not i:
-            return
-        seen = self.seen
-        rank = (-count - 1, seen[key])  # ascending rank order = best first
-        ahead = order[i - 1]
-        if (-counts[ahead], seen[ahead]) > rank:  # it now outranks its predecessor
-            j = bisect_left(order, rank, 0, i, key=lambda s: (-counts[s], seen[s]))
-            del order[i]
-            order.insert(j, key)
-
-
 class Markov(WarmingStrategy):
     """Per-tenant first-order successor table: after key x, warm x's top successors.
 
     Ranking: count, ties broken by which successor was seen first. Memory is bounded:
-    at most ``max_keys`` keys per tenant (least recently used dropped) and at most
-    ``max_successors`` successors per key (the lowest ranked dropped for a new one).
-    Score = count / all transitions seen out of x. The top k are a prefix of the
-    top k+1 (``nested_k``), which lets the evaluator serve several k from one run.
+    at most ``max_keys`` keys per tenant (the least recently used as a transition's
+    source dropped) and at most ``max_successors`` successors per key (the least
+    frequent, latest among ties, replaced by a new one). Score = count / all
+    transitions seen out of x. The top k are a prefix of the top k+1 (``nested_k``),
+    which lets the evaluator serve several k from one run.
+
+    The tables are native (``stream_warmer_native.Markov``, native/src/table.rs): the
+    same implementation as the LSTM tracker's successor tables, which name its rank
+    candidates and its budget's Markov shadow.
     """
 
     name = "markov"
@@ -164,54 +133,28 @@ class Markov(WarmingStrategy):
         if max_keys < 1 or max_successors < 1:
             msg = f"max_keys={max_keys} and max_successors={max_successors} must be >= 1"
             raise ValueError(msg)
-        self._max_keys = max_keys
-        self._max_succ = max_successors
-        self._tables: dict[str, OrderedDict[str, _Successors]] = {}
-        self._last: dict[str, str] = {}
+        self.tables = SuccessorTables(max_keys, max_successors)
 
     def observe(self, event: AccessEvent) -> None:
         """Record the transition from the tenant's previous key to this one."""
-        tenant, key = event.tenant, event.key
-        prev = self._last.get(tenant)
-        self._last[tenant] = key
-        if prev is None:
-            return
-        table = self._tables.get(tenant)
-        if table is None:
-            table = self._tables[tenant] = OrderedDict()
-        succ = table.get(prev)
-        if succ is None:
-            succ = table[prev] = _Successors()
-            if len(table) > self._max_keys:
-                table.popitem(last=False)
-        else:
-            table.move_to_end(prev)
-        succ.add(key, self._max_succ)
+        self.tables.observe(event.tenant, event.key)
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """The top ``k`` successors of each window's newest key."""
-        return [self._successors(w.tenant, w.events[-1].key, k) if w.events else []
+        succ = self.tables.successors
+        return [succ(w.tenant, w.events[-1].key, k, Prediction) if w.events else []
                 for w in windows]
 
-    def _successors(self, tenant: str, key: str, k: int) -> list[Prediction]:
-        table = self._tables.get(tenant)
-        succ = table.get(key) if table is not None else None
-        if succ is None:
-            return []
-        counts, total = succ.counts, succ.total
-        return [Prediction(s, counts[s] / total) for s in succ.order[:k]]
-
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
-        """Observe each event, then predict the successors of its key."""
-        for event in events:
-            self.observe(event)
-            yield self._successors(event.tenant, event.key, k)
+        """Observe each event, then predict the successors of its key (in chunks)."""
+        it = iter(events)
+        while chunk := list(islice(it, 4096)):
+            yield from self.tables.stream(chunk, k, Prediction)
 
     def forget(self, tenants: Iterable[str]) -> None:
         """Drop the tables of ``tenants``."""
         for tenant in tenants:
-            self._tables.pop(tenant, None)
-            self._last.pop(tenant, None)
+            self.tables.forget(tenant)
 
 
 class NextKey(WarmingStrategy):

@@ -139,9 +139,15 @@ class LstmStrategy(WarmingStrategy):
                 continue
             picks = cands.choose(rows.tobytes(), k, as_str=True)
             for i, (ev, scored) in enumerate(zip(chunk, picks, strict=True)):
-                keep = budget.step((ev.tenant, ev.key), scored, self._markov(cands, i),
-                                   _next_keys(ev.key, k))
-                yield [Prediction(key, score) for key, score in keep]
+                # serve's drive, one event at a time: the request moves the rates and
+                # the threshold, then the warms that pass it are told to the budget
+                budget.request((ev.tenant, ev.key), self._markov(cands, i),
+                               _next_keys(ev.key, k))
+                threshold = budget.threshold
+                keep = [Prediction(key, score) for key, score in scored if score >= threshold]
+                if keep:
+                    budget.warm(ev.tenant, [p.key for p in keep])
+                yield keep
 
     def adopt_state(self, previous: WarmingStrategy) -> None:
         """Take over the streaming state of the strategy this one replaces (hot swap).
@@ -164,8 +170,9 @@ class LstmStrategy(WarmingStrategy):
             if previous.budget is not None and self.budget is not None:
                 self.budget.adopt(previous.budget)
         elif isinstance(previous, Markov):
-            for tenant, table in previous._tables.items():
-                self._tracker.seed(tenant, ((k, s.counts) for k, s in table.items()))
+            tables = previous.tables
+            for tenant in tables.tenants():
+                self._tracker.seed(tenant, ((k, dict(s)) for k, s in tables.rows(tenant)))
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held for tenants now, by part: the tracker (successor tables, last steps,
@@ -293,6 +300,6 @@ def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> Warming
     """Train on ``train_events`` and return a fresh strategy (empty online state)."""
     from stream_warmer.model.train import train_model
 
-    trained = train_model(train_events, settings.trainer, settings.model)
+    trained = train_model(train_events, settings)
     return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
                         version="fit")

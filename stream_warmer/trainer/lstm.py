@@ -61,7 +61,7 @@ def lstm_trainer(settings: Settings) -> TrainFn:
                 previous = unpack(live)
             except ModelError:
                 previous = None  # a bad live artifact never blocks training: from scratch
-        trained = train_model(list(events), settings.trainer, settings.model, previous)
+        trained = train_model(list(events), settings, previous)
         strategy = LstmStrategy(
             trained.model, trained.spec, trained.threshold, settings.model, version="candidate"
         )

@@ -13,24 +13,32 @@ from stream_warmer.settings import ModelSettings
 from stream_warmer.strategies.lstm import LstmStrategy
 
 
+def _step(budget: WarmBudget, pair: tuple[str, str], scored: list[tuple[str, float]],
+          markov: list[str], nextkey: list[str]) -> None:
+    """One request as serve and the evaluator drive it: request, then the warms that
+    pass the threshold it left."""
+    budget.request(pair, markov, nextkey)
+    budget.warm(pair[0], [key for key, s in scored if s >= budget.threshold])
+
+
 def test_shadow_caches_hold_the_told_capacity() -> None:
     budget = WarmBudget(0.5, 10, 0.0)
     for i in range(200):
-        budget.step(("t", str(i)), [(str(i + 1), 0.9)], [str(i + 2)], [str(i + 1)])
+        _step(budget, ("t", str(i)), [(str(i + 1), 0.9)], [str(i + 2)], [str(i + 1)])
     assert all(len(shadow.lru) == 10 for shadow in budget._shadows)
     budget.capacity = 3
-    budget.step(("t", "x"), [], [], [])
+    _step(budget, ("t", "x"), [], [], [])
     assert all(len(shadow.lru) == 3 for shadow in budget._shadows)
 
 
 def test_threshold_rises_when_warming_more_than_the_baseline_and_falls_otherwise() -> None:
     spender = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
     for i in range(2000):  # we warm a fresh key each time; the baselines warm nothing new
-        spender.step(("t", str(i % 40)), [(f"w{i}", 0.99)], [], [])
+        _step(spender, ("t", str(i % 40)), [(f"w{i}", 0.99)], [], [])
     assert spender.threshold > 0.5
     saver = WarmBudget(0.5, 50, 0.0, halflife=50, base_halflife=500)
     for i in range(2000):  # we warm nothing; the Markov baseline warms fresh keys
-        saver.step(("t", str(i % 40)), [("0", 0.1)], [f"m{i}"], [])
+        _step(saver, ("t", str(i % 40)), [("0", 0.1)], [f"m{i}"], [])
     assert saver.threshold < 0.5
 
 
@@ -89,3 +97,36 @@ def test_with_the_online_budget_each_k_needs_its_own_run() -> None:
     ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1)
     assert _strategy(ms).nested_k is False  # the threshold follows k
     assert _strategy(ms.model_copy(update={"budget_online": False})).nested_k is True
+
+
+def test_serve_and_the_evaluator_drive_the_budget_alike() -> None:
+    """With the budget on (a small cache, so the threshold moves all the time), serve
+    fed one event per micro-batch warms exactly what the evaluator's replay warms, and
+    their budgets end in the same state: one inference path, one way to drive it."""
+    import random
+
+    from stream_warmer.events import AccessEvent
+    from stream_warmer.strategies.base import Window
+
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, cache_capacity=20,
+                       budget_margin=0.0)
+    rng = random.Random(5)
+    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", key=str(rng.randrange(30)), ts=i)
+              for i in range(600)]
+    def fast(strategy: LstmStrategy) -> LstmStrategy:  # a threshold that jumps per request
+        assert strategy.budget is not None
+        strategy.budget.lr = 0.05
+        return strategy
+
+    streamed = [[p.key for p in ps] for ps in fast(_strategy(ms)).predict_stream(events, 2)]
+    serve = fast(_strategy(ms))
+    served = []
+    for event in events:
+        serve.observe(event)
+        served.append([p.key for p in serve.predict([Window(event.tenant, (event,))], 2)[0]])
+    assert served == streamed
+    replay = fast(_strategy(ms))
+    list(replay.predict_stream(events, 2))
+    assert serve.budget is not None and replay.budget is not None
+    assert serve.budget.threshold == replay.budget.threshold != 0.2  # it moved
+    assert sum(map(len, served)) > 50

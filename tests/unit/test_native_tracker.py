@@ -174,3 +174,41 @@ def test_memory_is_reported_and_bounded_by_the_table_bounds() -> None:
     for i in range(20_000):
         native.step(AccessEvent(tenant="t", key=str(i), ts=i))
     assert native.memory_bytes() < 2 * one
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EVENTS, max_keys=st.integers(1, 6), max_succ=st.integers(1, 4),
+       k=st.integers(1, 5))
+def test_markov_matches_its_python_reference(events: list[AccessEvent], max_keys: int,
+                                             max_succ: int, k: int) -> None:
+    """The served ``markov`` (native tables) warms what the Python baseline warmed:
+    same keys, same order, same scores, with its bounds biting all the time."""
+    from stream_warmer.strategies.baselines import Markov
+    from tests.reference_tracker import ReferenceMarkov
+
+    ref = ReferenceMarkov(max_keys, max_succ)
+    assert list(Markov(max_keys, max_succ).predict_stream(events, k)) == list(
+        ref.predict_stream(events, k))
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=SPECS, events=EVENTS)
+def test_markov_and_the_tracker_keep_one_table(spec: FeatureSpec,
+                                               events: list[AccessEvent]) -> None:
+    """Under the same bounds the LSTM tracker's rank candidates are the ``markov``
+    baseline's top successors (what the budget's Markov shadow warms), and seeding the
+    tracker from the baseline's tables gives the same candidates."""
+    from stream_warmer.strategies.baselines import Markov
+
+    markov = Markov(spec.max_keys_per_tenant, spec.max_successors)
+    tracker, seeded = CandidateTracker(spec), CandidateTracker(spec)
+    for ev, preds in zip(events, markov.predict_stream(events, spec.ranks), strict=True):
+        ranks = [c for c in tracker.step(ev).cands[1 : 1 + spec.ranks] if c is not None]
+        assert [str(c) for c in ranks] == [p.key for p in preds]
+    for tenant in markov.tables.tenants():
+        seeded.seed(tenant, ((key, dict(s)) for key, s in markov.tables.rows(tenant)))
+        for key, _ in markov.tables.rows(tenant):
+            from stream_warmer.model.features import parse_key
+
+            k = parse_key(key)
+            assert seeded.top_successors(tenant, k, 3) == tracker.top_successors(tenant, k, 3)

@@ -66,6 +66,24 @@ def test_bad_choice_is_explained() -> None:
     assert "markov" in str(exc.value)
 
 
+def test_successor_bounds_must_leave_the_lstm_its_ranks() -> None:
+    """The markov baseline and the LSTM's tracker share one table and its bounds."""
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {"STREAM_WARMER_STRATEGY__MARKOV_MAX_SUCCESSORS": "1"})
+    assert "STREAM_WARMER_TRAINER__RANKS" in str(exc.value)
+    ok = load_settings(None, {"STREAM_WARMER_STRATEGY__MARKOV_MAX_SUCCESSORS": "1",
+                              "STREAM_WARMER_TRAINER__RANKS": "1"})
+    assert ok.strategy.markov_max_successors == 1
+
+
+def test_model_inputs_can_be_dropped_by_name() -> None:
+    s = load_settings(None, {"STREAM_WARMER_MODEL__DROP_INPUTS": '["gap", "present"]'})
+    assert s.model.drop_inputs == ("gap", "present")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {"STREAM_WARMER_MODEL__DROP_INPUTS": '["colour"]'})
+    assert "STREAM_WARMER_MODEL__DROP_INPUTS" in str(exc.value)
+
+
 def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
     path = _toml(tmp_path, "[batch]\nmax_btach = 3\n")
     with pytest.raises(ConfigError, match="max_btach"):
