@@ -48,11 +48,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from itertools import tee
-from typing import Any
 
 from stream_warmer.evaluation.delay import check_delays
+from stream_warmer.evaluation.rows import (
+    EvalRow,
+    ReplayTimes,
+    StrategySpec,
+    TraceStats,
+    WarmRateGate,
+    capacity_for,
+    scan,
+)
 from stream_warmer.events import AccessEvent
 from stream_warmer.lru import LruSim
 from stream_warmer.strategies.base import Prediction, WarmingStrategy
@@ -74,118 +82,25 @@ __all__ = [
 EventSource = Callable[[], Iterable[AccessEvent]]
 
 
-@dataclass(frozen=True, slots=True)
-class EvalRow:
-    """One result row (the JSON of ``evaluate --json`` is a list of these)."""
-
-    trace: str
-    strategy: str
-    cache_frac: float
-    k: int
-    capacity: int
-    requests: int
-    hit_ratio: float
-    warm_precision: float
-    warms_per_request: float
-    delay: int = 0  # requests between a warm's issue and its application (DESIGN §8)
-    # iso-warm rows (``warm_rates``): the effective warms per request the row's cache
-    # was held at by ``WarmRateGate``; None: the strategy's own rate
-    warm_rate: float | None = None
-    # seconds per strategy and trace (module docstring); not compared: rows that only
-    # differ in timing are equal
-    train_s: float = field(default=math.nan, compare=False)
-    replay_s: float = field(default=math.nan, compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row as a plain dict (``nan`` stays a float; JSON writers map it)."""
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class TraceStats:
-    """What the first pass learns: request count and distinct (tenant, key) pairs."""
-
-    requests: int
-    distinct: int
-
-
 @dataclass(slots=True)
-class ReplayTimes:
-    """Shared seconds of one ``evaluate``: the counting pass and the trace reads of the
-    replay (what no strategy is charged for); filled in when passed to ``evaluate``."""
+class _Cache:
+    """One cache a lane feeds: its f, its replay, and the iso-warm gate that holds it
+    (None: the strategy's own warm rate)."""
 
-    scan_s: float = 0.0
-    read_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class StrategySpec:
-    """A strategy to evaluate: its row name and a factory of fresh instances.
-
-    A strategy whose class sets ``nested_k = True`` (its top k is a prefix of its top
-    k+1, true of every baseline) runs once at the largest k and serves every k;
-    any other gets one instance per k, all fed in the same pass.
-    """
-
-    name: str
-    make: Callable[[], WarmingStrategy]
-    ks: tuple[int, ...] | None = None  # only these k (e.g. ``none``: one k is enough)
-
-
-@dataclass(slots=True)
-class WarmRateGate:
-    """Holds one cache at ``target`` effective warms per request (iso-warm comparison).
-
-    A named warm whose score is below ``threshold`` is dropped; after each request the
-    threshold moves by ``lr`` x (the request's effective warms - ``target``), within
-    [0, 1 + lr] (every score is in [0, 1]; above 1 nothing passes). The same gate holds
-    every strategy, on the scores it names its warms with; it can only lower a
-    strategy's own rate, so a strategy that names fewer warms stays below the target
-    (its row says how many it spent). Scores that tie (nextkey's 1.0) make the
-    threshold alternate around them, which holds the long-run rate all the same.
-    """
-
-    target: float
-    lr: float = 2e-3
-    threshold: float = 0.0
-
-    def step(self, sim: LruSim, item: tuple[str, str],
-             named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
-        """One request of ``sim``, with the named warms that pass the threshold."""
-        effective = sim.step(item, [w for w, score in named if score >= self.threshold],
-                             counting)
-        moved = self.threshold + self.lr * (effective - self.target)
-        self.threshold = min(1.0 + self.lr, max(0.0, moved))
+    frac: float
+    sim: LruSim
+    gate: WarmRateGate | None = None
 
 
 @dataclass(slots=True)
 class _Lane:
-    """One strategy instance and the caches (per k, per f) its predictions feed."""
+    """One strategy instance and the caches (per k: per f, rate and delay) it feeds."""
 
     name: str
     strategy: WarmingStrategy
     k: int
-    fracs: list[float]  # the f of each cache in every ``sims`` list (one per delay)
-    sims: list[tuple[int, list[LruSim]]]
-    # iso-warm caches, per k: (gate, cache), and the f of each (one per rate and delay)
-    gated: list[tuple[int, list[tuple[WarmRateGate, LruSim]]]] = field(default_factory=list)
-    gated_fracs: list[float] = field(default_factory=list)
+    caches: list[tuple[int, list[_Cache]]]
     replay_s: float = 0.0  # its predictions in the replay
-
-
-def capacity_for(frac: float, distinct: int) -> int:
-    """C = floor(f x distinct), at least 1 (REFERENCE.md's C column rounds down)."""
-    return max(1, math.floor(frac * distinct + 1e-9))
-
-
-def scan(events: Iterable[AccessEvent]) -> TraceStats:
-    """Count requests and distinct (tenant, key) pairs (the set is held in memory)."""
-    seen: set[tuple[str, str]] = set()
-    add = seen.add
-    n = 0
-    for n, event in enumerate(events, start=1):  # noqa: B007 - n is the count
-        add((event.tenant, event.key))
-    return TraceStats(n, len(seen))
 
 
 def evaluate(
@@ -259,17 +174,11 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
     for lane in lanes:
         replay_s[lane.name] += lane.replay_s
     rows = [
-        _row(sim, trace, lane.name, frac, k, train_s=train_s[lane.name],
-             replay_s=replay_s[lane.name])
+        _row(c.sim, trace, lane.name, c.frac, k, train_s=train_s[lane.name],
+             replay_s=replay_s[lane.name], warm_rate=c.gate.target if c.gate else None)
         for lane in lanes
-        for k, sims in lane.sims
-        for frac, sim in zip(lane.fracs, sims, strict=True)
-    ] + [
-        _row(sim, trace, lane.name, frac, k, train_s=train_s[lane.name],
-             replay_s=replay_s[lane.name], warm_rate=gate.target)
-        for lane in lanes
-        for k, gates in lane.gated
-        for frac, (gate, sim) in zip(lane.gated_fracs, gates, strict=True)
+        for k, caches in lane.caches
+        for c in caches
     ]
     order = {spec.name: i for i, spec in enumerate(specs)}
     return sorted(rows, key=lambda r: (order[r.strategy], r.k, r.warm_rate is not None))
@@ -325,12 +234,10 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
         pairs = [(kg, cg) for kg in k_groups for cg in c_groups]
         for strategy, (kg, cg) in zip(made, pairs, strict=True):
             strategy.set_cache_capacity(min(c for _, c in cg))
-            sims = [(k, [LruSim(c, d) for _, c in cg for d in delays]) for k in kg]
-            fracs = [f for f, _ in cg for _ in delays]
-            gated = [(k, [(WarmRateGate(w), LruSim(c, d)) for w in warm_rates
-                          for _, c in cg for d in delays]) for k in kg] if warm_rates else []
-            gated_fracs = [f for _ in warm_rates for f, _ in cg for _ in delays]
-            lanes.append(_Lane(spec.name, strategy, kg[-1], fracs, sims, gated, gated_fracs))
+            per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
+                      + [_Cache(f, LruSim(c, d), WarmRateGate(w)) for w in warm_rates
+                         for f, c in cg for d in delays]) for k in kg]
+            lanes.append(_Lane(spec.name, strategy, kg[-1], per_k))
         train_s[spec.name] = train_s.get(spec.name, 0.0) + time.perf_counter() - started
     return lanes, train_s
 
@@ -370,21 +277,21 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
-    feeds = [[(k, [sim.step for sim in sims]) for k, sims in lane.sims] for lane in lanes]
-    gated = [lane.gated for lane in lanes]
+    # per lane, per k: (gate, cache); a gate filters the warms by their scores
+    feeds = [[(k, [(c.gate, c.sim) for c in caches]) for k, caches in lane.caches]
+             for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
         tenant = event.tenant
         item = (tenant, event.key)
-        for feed, held, pred in zip(feeds, gated, preds, strict=True):
+        for feed, pred in zip(feeds, preds, strict=True):
             warms = [(tenant, p.key) for p in pred]
-            for k, steps in feed:
+            for k, caches in feed:
                 named = warms[:k] if k < len(warms) else warms
-                for step in steps:
-                    step(item, named, counting)
-            if held:
-                scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]
-                for k, gates in held:
-                    for gate, sim in gates:
-                        gate.step(sim, item, scored[:k], counting)
+                for gate, sim in caches:
+                    if gate is None:
+                        sim.step(item, named, counting)
+                    else:
+                        scored = [(w, p.score) for w, p in zip(named, pred, strict=False)]
+                        gate.step(sim, item, scored, counting)
     return read[0]

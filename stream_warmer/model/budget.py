@@ -99,4 +99,11 @@ class WarmBudget:
             self.warm_rate[i] += a * (effs[i] - self.warm_rate[i])
         base = 1 if self.base_hit_rate[1] >= self.base_hit_rate[2] else 2
         gap = self.warm_rate[0] - (1.0 - self.margin) * self.warm_rate[base]
-        self.threshold = min(1.0, max(0.0, self.threshold + self.lr * gap))
+        self.threshold = ascend(self.threshold, self.lr, gap)
+
+
+def ascend(threshold: float, lr: float, gap: float, *, top: float = 1.0) -> float:
+    """One dual-ascent step of a warm threshold: up by ``lr`` x ``gap`` (warming more
+    than the target raises it), within [0, ``top``]. The budget here and the
+    evaluator's iso-warm gate (``evaluation.rows.WarmRateGate``) both move this way."""
+    return min(top, max(0.0, threshold + lr * gap))
