@@ -285,10 +285,17 @@ class ModelSettings(_Section):
     # nothing is signed or checked. At least 16 characters, checked where the store is
     # opened (trainer/signing.py), so that a validation error never echoes the secret
     signing_key: SecretStr | None = None
-    budget_online: bool = True
+    # the LSTM's online warm budget (model/budget.py): holds its effective warms per
+    # request within budget_margin under the better baseline's (markov, nextkey), in
+    # three shadow LRU caches of the warmed cache's capacity. Off by default, in serve
+    # and in ``evaluate`` alike (the evaluator's rows are serve's configuration): it
+    # needs the cache's capacity, and it costs a Python step per event (8 to 19 us per
+    # event in the evaluator's replay of lirs_mix5 and cloudphysics_vm). On: serve needs
+    # model.cache_capacity (without it serve warns and keeps the trained threshold);
+    # ``evaluate`` and ``bench live`` tell the strategy the C they replay
+    budget_online: bool = False
     # objects the warmed cache holds (all tenants this process warms); sizes the online
-    # budget's shadow caches. 0 = unknown: serve keeps the trained threshold (the
-    # evaluator always tells the strategy its C, see WarmingStrategy.set_cache_capacity)
+    # budget's shadow caches
     cache_capacity: int = Field(0, ge=0, le=1_000_000_000)
     budget_margin: float = Field(0.06, ge=0, lt=1)
 

@@ -78,7 +78,7 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
               rate: float | None, speedup: float | None) -> Run:
     """Steps 1-3 for one strategy at one pace (``model``: published before serve starts)."""
     from stream_warmer.bench.resources import BenchResources
-    from stream_warmer.demo import child, free_port
+    from stream_warmer.localstack import child, free_port
 
     opts.log_dir.mkdir(parents=True, exist_ok=True)
     with BenchResources(settings) as res:
@@ -86,7 +86,10 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
         topics = {name: res.topic(f"live-{name}") for name in ("warm", "dlq")}
         topics["events"] = res.topic("live-events", {"message.timestamp.type": "LogAppendTime"})
         port = free_port()
-        env = {**opts.environ, **_serve_env(res, topics, strategy, opts.k, port)}
+        # the operator's configuration: serve knows the warmed cache's capacity (it
+        # sizes the LSTM's budget when model.budget_online is on)
+        env = {**opts.environ, **_serve_env(res, topics, strategy, opts.k, port),
+               "STREAM_WARMER_MODEL__CACHE_CAPACITY": str(capacity)}
         if model is not None:
             env |= _publish(res, model)
         loop = _Loop(res.settings, events, topics["events"], rate, speedup, opts.app_linger_ms)
@@ -157,7 +160,7 @@ def _with_redis(loop: _Loop, capacity: int, env: dict[str, str], port: int,
                 opts: LiveOptions) -> _Finish:
     """``--cache redis``: a real cache Redis, filled by a real ``load`` process."""
     from stream_warmer.bench.rediscache import DEFAULT_PAYLOAD_BYTES, RedisAppCache, cache_redis
-    from stream_warmer.demo import child, free_port
+    from stream_warmer.localstack import child, free_port
 
     ls = loop.settings.loader
     payload = DEFAULT_PAYLOAD_BYTES
@@ -235,7 +238,7 @@ def _serve_env(res: Any, topics: dict[str, str], strategy: str, k: int, port: in
 
 
 def _metric(port: int, name: str) -> float | None:
-    from stream_warmer.demo import scrape
+    from stream_warmer.demoreport import scrape
 
     page = scrape(port)
     if not page:
@@ -259,7 +262,7 @@ def _wait_until_serving(port: int, model: bool) -> None:
 
 
 def _serving(port: int, model: bool) -> bool:
-    from stream_warmer.demo import scrape
+    from stream_warmer.demoreport import scrape
     from stream_warmer.strategies.base import BASELINE_VERSION
 
     page = scrape(port)

@@ -60,7 +60,8 @@ def test_the_baselines_shadows_warm_their_top_k() -> None:
 
 
 def test_lstm_shadows_follow_the_k_it_is_asked_for() -> None:
-    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, cache_capacity=1000)
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, budget_online=True,
+                       cache_capacity=1000)
     strategy = _strategy(ms)
     from stream_warmer.events import AccessEvent
 
@@ -81,7 +82,7 @@ def _strategy(ms: ModelSettings) -> LstmStrategy:
 
 
 def test_lstm_budget_capacity_from_the_hook_or_the_setting_never_a_fraction() -> None:
-    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1)
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, budget_online=True)
     unknown = _strategy(ms)
     assert unknown.budget is None  # no capacity known: the trained threshold serves
     unknown.set_cache_capacity(123)
@@ -94,7 +95,7 @@ def test_lstm_budget_capacity_from_the_hook_or_the_setting_never_a_fraction() ->
 
 
 def test_with_the_online_budget_each_k_needs_its_own_run() -> None:
-    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1)
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, budget_online=True)
     assert _strategy(ms).nested_k is False  # the threshold follows k
     assert _strategy(ms.model_copy(update={"budget_online": False})).nested_k is True
 
@@ -108,7 +109,7 @@ def test_serve_and_the_evaluator_drive_the_budget_alike() -> None:
     from stream_warmer.events import AccessEvent
     from stream_warmer.strategies.base import Window
 
-    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, cache_capacity=20,
+    ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, budget_online=True, cache_capacity=20,
                        budget_margin=0.0)
     rng = random.Random(5)
     events = [AccessEvent(tenant=f"t{rng.randrange(3)}", key=str(rng.randrange(30)), ts=i)
