@@ -9,6 +9,7 @@ docs/RESULTS.md and is replaced whole; NAME and its JSON:
 - ``bench-live``: docs/bench-live/*.json (``bench live --json``, scripts/bench-live-table)
 - ``warm-eval-k1``, ``warm-eval-k4``: docs/warm-eval.json (``evaluate --json``)
 - ``iso-warm``: docs/iso-warm.json (``evaluate --warm-rate ... --json``)
+- ``model-size``, ``ablation``: docs/model-sweep.json (scripts/model_sweep.py)
 - ``pipeline``: docs/bench-pipeline/*.json (``bench pipeline --json``, one file a run)
 - ``inference``: docs/bench-inference.json (``bench inference --json``)
 - ``memory``: docs/memory-per-tenant.json (scripts/memory_per_tenant.py --json)
@@ -109,6 +110,42 @@ def iso_warm() -> str:
     return _table(["trace", "f", "k", "W", *names], out)
 
 
+def _sweep(sweep: str) -> str:
+    """``scripts/model_sweep.py``'s LSTM rows of one sweep: per configuration and trace,
+    the hit ratio held at each warm rate W and at its own rate (with its warms per
+    request); the change from the default configuration, averaged over the traces, at
+    each W."""
+    rows = [r for r in _load(DOCS / "model-sweep.json") if r["strategy"] == "lstm"]
+    traces = list(dict.fromkeys(r["trace"] for r in rows))
+    rates = sorted({r["warm_rate"] for r in rows if r["warm_rate"] is not None})
+    by = {(r["config"], r["trace"], r["warm_rate"]): r for r in rows}
+    configs = ["default", *dict.fromkeys(
+        r["config"] for r in rows if r["sweep"] == sweep and r["config"] != "default")]
+    out = []
+    for config in configs:
+        cells, gains = [], {w: [] for w in rates}
+        for trace in traces:
+            own = by.get((config, trace, None))
+            held = [by.get((config, trace, w)) for w in rates]
+            if own is None or None in held:
+                cells.append("-")
+                continue
+            for w, r in zip(rates, held, strict=True):
+                gains[w].append(r["hit_ratio"] - by[("default", trace, w)]["hit_ratio"])
+            cells.append(" / ".join(f"{r['hit_ratio']:.4f}" for r in held if r is not None)
+                         + f" ({own['hit_ratio']:.4f} at {own['warms_per_request']:.3f})")
+        means = ["-" if config == "default" or not g else f"{sum(g) / len(g):+.4f}"
+                 for g in gains.values()]
+        first = next(r for r in rows if r["config"] == config)
+        size = [f"{first['params']:,}", f"{first['step_us']:,.0f}"] if sweep == "size" else []
+        out.append([config, *size, *cells, *means])
+    held = " / ".join(f"W={w:g}" for w in rates)
+    head = ["configuration" if sweep == "size" else "input dropped"]
+    head += ["parameters", "us per serving step"] if sweep == "size" else []
+    return _table(head + [f"{t}: {held} (own)" for t in traces]
+                  + [f"mean change at W={w:g}" for w in rates], out)
+
+
 def pipeline() -> str:
     """One row per strategy per run file in docs/bench-pipeline."""
     from stream_warmer.bench.pipeline import COLUMNS
@@ -158,6 +195,8 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "warm-eval-k1": lambda: _warm_eval(1),
     "warm-eval-k4": lambda: _warm_eval(4),
     "iso-warm": iso_warm,
+    "model-size": lambda: _sweep("size"),
+    "ablation": lambda: _sweep("ablation"),
     "pipeline": pipeline,
     "inference": inference,
     "memory": memory,
