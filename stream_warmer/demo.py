@@ -5,6 +5,9 @@ configured ones are on loopback and down), create a fresh set of demo topics, st
 trainer and a warmer as child processes, replay a real trace into the access topic,
 print progress from the warmer's and trainer's ``/metrics`` every interval, then stop
 everything it started and print a summary.
+
+What it prints (the scrapes, the progress line, the summary) is ``demoreport``'s; free
+ports, the devstack and the child processes are ``localstack``'s.
 """
 
 from __future__ import annotations
@@ -12,25 +15,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
-import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from stream_warmer.errors import StreamWarmerError
+from stream_warmer.demoreport import Sample, progress_line, sample, settled, summarize
+from stream_warmer.localstack import DEVSTACK, child, ensure_stack, free_port
 from stream_warmer.settings import Settings, TopicSettings
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[1]
-DEVSTACK = REPO / "scripts" / "devstack"
 LINGER_S = 60.0  # after the replay: how long to wait for an in-flight training round
 
 
@@ -46,64 +43,6 @@ class DemoOptions:
     timeout_s: float
     environ: Mapping[str, str]
     cache_frac: float = 0.01
-
-
-@dataclass(slots=True)
-class Sample:
-    """One scrape of the warmer's and trainer's metrics."""
-
-    t: float
-    events: float = 0.0
-    warms: float = 0.0
-    precision: float = float("nan")
-    useful: float = 0.0
-    swaps: float = 0.0
-    versions: set[str] = field(default_factory=set)
-    rounds: dict[str, float] = field(default_factory=dict)
-    training: bool = False
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def ensure_stack(settings: Settings, environ: Mapping[str, str]) -> bool:
-    """Start the local devstack if the configured loopback services are down.
-
-    Returns True when this call started it (so the demo stops it at the end).
-    """
-    host, _, port = settings.kafka.bootstrap_servers.split(",")[0].rpartition(":")
-    redis_host, redis_port = _redis_address(settings.redis.url)
-    if _answers(host, int(port)) and _answers(redis_host, redis_port):
-        return False
-    if host not in {"127.0.0.1", "localhost"} or not DEVSTACK.exists():
-        msg = (
-            f"Kafka at {settings.kafka.bootstrap_servers} or Redis at {redis_host}:{redis_port}"
-            " does not answer; start them (scripts/devstack up or docker compose up -d)"
-        )
-        raise StreamWarmerError(msg)
-    print("demo: starting the local stack (scripts/devstack up)", flush=True)
-    env = {"KAFKA_PORT": port, "REDIS_PORT": str(redis_port)}
-    subprocess.run([str(DEVSTACK), "up"], check=True, env={**environ, **env})
-    return True
-
-
-def _redis_address(url: str) -> tuple[str, int]:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    return parsed.hostname or "127.0.0.1", parsed.port or 6379
 
 
 def demo_topics(topics: TopicSettings, run_id: str) -> TopicSettings:
@@ -149,94 +88,6 @@ def child_env(
         "STREAM_WARMER_METRICS__PORT": str(trainer_port),
     }
     return warmer, trainer
-
-
-@contextlib.contextmanager
-def child(name: str, env: Mapping[str, str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``python -m stream_warmer <name>`` with ``env``; SIGTERM, then SIGKILL, on exit."""
-    out: IO[bytes] = (log_dir / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream_warmer", name],
-        env=dict(env),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
-
-
-def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Parse a Prometheus text page into ``{name: [(labels, value), ...]}``; empty if down."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
-    return out
-
-
-def sample(warmer_port: int, trainer_port: int) -> Sample:
-    """Read the numbers the progress line shows."""
-    w, t = scrape(warmer_port), scrape(trainer_port)
-
-    def total(page: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
-        return sum(v for _, v in page.get(name, []))
-
-    versions = {
-        lab.get("version", "?") for lab, v in w.get("stream_warmer_model_version_info", []) if v > 0
-    }
-    rounds = {
-        lab.get("result", "?"): v for lab, v in t.get("stream_warmer_trainer_rounds_total", [])
-    }
-    prec = w.get("stream_warmer_warm_precision", [])
-    return Sample(
-        t=time.monotonic(),
-        events=total(w, "stream_warmer_events_total"),
-        warms=total(w, "stream_warmer_warm_commands_total"),
-        precision=prec[0][1] if prec else float("nan"),
-        useful=total(w, "stream_warmer_useful_warms_total"),
-        swaps=total(w, "stream_warmer_strategy_swaps_total"),
-        versions=versions,
-        rounds=rounds,
-        training=total(t, "stream_warmer_trainer_round_running") > 0,
-    )
-
-
-def _ratio(part: float, whole: float) -> str:
-    return f"{part / whole:6.1%}" if whole else "    - "
-
-
-def progress_line(prev: Sample, now: Sample, produced: int, hits: tuple[float, float]) -> str:
-    """One line of live progress (``hits``: the app's hit ratio with and without warming)."""
-    dt = max(now.t - prev.t, 1e-9)
-    version = ",".join(sorted(now.versions)) or "-"
-    rounds = " ".join(f"{k}={int(v)}" for k, v in sorted(now.rounds.items())) or "-"
-    return (
-        f"replayed {produced:>8,}  consumed {int(now.events):>8,}  "
-        f"{(now.events - prev.events) / dt:>8,.0f} ev/s  "
-        f"{(now.warms - prev.warms) / dt:>7,.0f} warm/s  "
-        f"hit ratio {_share(hits[0])} (no warming {_share(hits[1])})  "
-        f"useful {_ratio(now.useful, now.warms)}  "
-        f"model {version} (swaps {int(now.swaps)})  trainer rounds {rounds}"
-    )
-
-
-def _share(value: float) -> str:
-    return "  -  " if math.isnan(value) else f"{value:.3f}"  # nan before the first request
 
 
 class Replayer(threading.Thread):
@@ -297,12 +148,6 @@ def retrain_every(replay_events: int) -> int:
     """Retrain every fifth of the replay (on that many recent events), so that a first
     version is published, swapped in and serves well before the replay ends."""
     return max(5_000, replay_events // 5)
-
-
-def settled(now: Sample) -> bool:
-    """No training round is in progress and the warmer swapped in every version that
-    was published."""
-    return not now.training and now.swaps >= now.rounds.get("published", 0)
 
 
 def watch(
@@ -368,40 +213,6 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
         _delete_topics(settings, topics)
         if started_stack:
             subprocess.run([str(DEVSTACK), "down"], check=False, env=dict(opts.environ))
-
-
-def summarize(
-    replayer: Replayer, first: Sample, last: Sample, warmer_rc: int | None, trainer_rc: int | None
-) -> int:
-    """Print the closing summary; non-zero when something failed or fell behind."""
-    seconds = max(last.t - first.t, 1e-9)
-    print("\n== demo summary ==")
-    print(f"events replayed        {replayer.produced:,}")
-    print(f"events consumed        {int(last.events):,} ({last.events / seconds:,.0f}/s average)")
-    live, none = replayer.hit_ratios()
-    print(f"cache hit ratio        {_share(live)} with warming, {_share(none)} without "
-          f"(exact LRU of {replayer.capacity:,} objects, every request; both live)")
-    print(f"warm commands          {int(last.warms):,}")
-    print(f"useful warms so far    {int(last.useful):,} of {int(last.warms):,} "
-          f"({_ratio(last.useful, last.warms)}; a warm counts as wasted only after the horizon)")
-    print(f"online warm precision  {last.precision:.3f} (useful / resolved warms)")
-    print(
-        f"model versions served  {', '.join(sorted(last.versions)) or '-'} "
-        f"(hot swaps {int(last.swaps)})"
-    )
-    print(f"trainer rounds         {last.rounds or '-'}")
-    problems = []
-    if replayer.error is not None:
-        problems.append(f"replay failed: {replayer.error}")
-    if warmer_rc is not None:
-        problems.append(f"the warmer exited early with {warmer_rc}")
-    if trainer_rc is not None:
-        problems.append(f"the trainer exited early with {trainer_rc}")
-    if last.events < replayer.produced:
-        problems.append("the warmer did not consume everything in time")
-    for p in problems:
-        print(f"problem: {p}")
-    return 1 if problems else 0
 
 
 def _delete_topics(settings: Settings, topics: TopicSettings) -> None:

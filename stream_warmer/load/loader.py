@@ -29,16 +29,16 @@ from concurrent.futures import Executor
 from typing import Any
 
 from stream_warmer.load.cache import Cache
-from stream_warmer.load.jobs import Fetcher, Job, Outcome, RetryHeap, backoff_s
+from stream_warmer.load.jobs import Fetcher, Job, Outcome
 from stream_warmer.load.metrics import LoaderMetrics, LoaderStats
 from stream_warmer.load.origin import Origin
 from stream_warmer.load.outage import Outage, UnavailableError
 from stream_warmer.load.queue import WarmQueue, fair_shares
+from stream_warmer.load.retries import Retries
 from stream_warmer.settings import LoaderSettings
 from stream_warmer.warmqueue import QueueEntry
 
 log = logging.getLogger(__name__)
-_FAIL_LOG_EVERY_S = 5.0  # a broken origin fails every entry: log a summary, not each one
 # blocked on the wake list, the loop does not see fetches finish: while some run, block
 # only this long, so their outcomes (retries, counts) are handled soon
 _BUSY_BLOCK_S = 0.01
@@ -84,17 +84,15 @@ class Loader:
         self._rng = rng or random.Random()
         self._fetcher = Fetcher(origin, cache, s.concurrency, s.rate_per_s, clock=clock,
                                 executor=executor)
-        self._queue_outage = Outage("queue", clock, backoff_max_s, self._redis_up("queue"),
-                                    rng=self._rng)
-        self._cache_outage = Outage("cache", clock, backoff_max_s, self._redis_up("cache"),
-                                    rng=self._rng)
+        self._queue_outage, self._cache_outage = (
+            Outage(name, clock, backoff_max_s, self._redis_up(name), rng=self._rng)
+            for name in ("queue", "cache"))
         self._ready: deque[Job] = deque()  # admitted, waiting for a thread or a token
         self._unchecked: list[Job] = []  # popped while the cache was down: presence unknown
-        self._retries = RetryHeap()
+        self._retries = Retries(s, clock, self._rng)
         self._rotation = 0
         self._pop_limit: int | None = None
         self._stopping = False
-        self._fail_logged_at = -_FAIL_LOG_EVERY_S
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, max_entries: int | None = None,
@@ -248,7 +246,11 @@ class Loader:
             self._count("origin_missing")
         elif out.kind == "origin_error":
             self._count("origin_errors")
-            self._retry_or_fail(out)
+            given_up = self._retries.retry_or_give_up(out, self._stopping)
+            if given_up is not None:
+                self._count(given_up)
+            if given_up == "failed":
+                self._retries.log_failed(out, self.stats.failed)
         elif out.kind == "cache_down":
             self._cache_outage.fail(out.error)
             if self._stopping:
@@ -259,22 +261,6 @@ class Loader:
             self._count("cache_errors")
             log.error("cache write failed", extra={"tenant": out.job.entry.tenant,
                                                    "error": out.error})
-
-    def _retry_or_fail(self, out: Outcome) -> None:
-        job, s = out.job, self._s
-        log.debug("origin fetch failed", extra={"tenant": job.entry.tenant, "key": job.entry.key,
-                                                "attempts": job.attempts, "error": out.error})
-        if job.attempts < s.max_attempts and not self._stopping:
-            wait = backoff_s(job.attempts, s.retry_backoff_s, s.retry_backoff_max_s, self._rng)
-            self._retries.add(self._clock() + wait, job)
-            return
-        self._count("failed" if job.attempts >= s.max_attempts else "abandoned")
-        now = self._clock()
-        if job.attempts >= s.max_attempts and now - self._fail_logged_at >= _FAIL_LOG_EVERY_S:
-            self._fail_logged_at = now
-            log.warning("origin fetch failed after its last attempt", extra={
-                "tenant": job.entry.tenant, "key": job.entry.key, "attempts": job.attempts,
-                "error": out.error, "failed_total": self.stats.failed})
 
     # ------------------------------------------------------------------ waiting
     def _wait(self) -> None:

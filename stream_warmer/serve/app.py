@@ -25,20 +25,20 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
 
-from confluent_kafka import KafkaError as _KafkaErr
 from confluent_kafka import KafkaException, TopicPartition
 
-from stream_warmer.errors import KafkaError, SinkUnavailableError
-from stream_warmer.events import AccessEvent, EventDecoder
+from stream_warmer.errors import SinkUnavailableError
+from stream_warmer.events import EventDecoder
 from stream_warmer.serve.checkpoint import Checkpointer, CommitReport
 from stream_warmer.serve.deadletters import DeadLetters
 from stream_warmer.serve.engine import LatencyObserver
+from stream_warmer.serve.intake import Intake
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
 from stream_warmer.serve.outage import Outage
+from stream_warmer.serve.outbox import Outbox
 from stream_warmer.serve.rebalance import Rebalancer
-from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink
+from stream_warmer.serve.sinks import KafkaSink, RedisSink
 from stream_warmer.serve.stats import Offsets, RunStats
 from stream_warmer.serve.wiring import (
     Clients,
@@ -54,10 +54,6 @@ from stream_warmer.strategies.base import BASELINE_VERSION, WarmingStrategy
 log = logging.getLogger(__name__)
 
 StrategySource = Callable[[], WarmingStrategy | None]
-_IDLE_POLL_S = 0.1
-# a confluent_kafka.Message; its stubs type partition/offset/error as Optional even on
-# data messages, so the hot loop treats it as Any after checking error().
-Msg = Any
 
 
 def _wall_ms() -> int:
@@ -102,7 +98,6 @@ class ServeApp:
         self._strategy = strategy
         self._outage = Outage(self._topic, self.offsets, self.metrics, self.stats, clock=clock,
                               backoff_max_s=settings.redis.retry_backoff_max_s)
-        self._polled_at = 0.0
         self.metrics_port: int | None = None
         self.metrics.set_model(strategy.name, strategy.model_version)
 
@@ -143,6 +138,9 @@ class ServeApp:
         self._consumer = self._clients.consumer(
             consumer_conf(s, CommitReport(self.offsets, self._topic)))
         stack.callback(self._consumer.close)
+        self._intake = Intake(self._consumer, self._engine, self._decoder, self._dead_letters,
+                              self._outage, batch=s.batch, offsets=self.offsets, stats=self.stats,
+                              metrics=self.metrics, clock=self._clock, wall_ms=self._wall_ms)
         if self._serve_http:
             server = stack.enter_context(MetricsServer(self.metrics.registry, self.healthy,
                                                        s.metrics.host, s.metrics.port))
@@ -169,8 +167,8 @@ class ServeApp:
     def _loop(self, max_messages: int | None, idle_timeout_s: float | None) -> None:
         idle_since = self._clock()
         while not self._stop.is_set():
-            messages = self._poll(max_messages)
-            self._handle(messages)
+            messages = self._intake.poll(max_messages)
+            self._intake.handle(messages)
             self._flush_store_and_deliver()
             self._maybe_swap_strategy()
             self._checkpoints.maybe()
@@ -181,77 +179,6 @@ class ServeApp:
                 return
             if max_messages is not None and self.stats.consumed >= max_messages:
                 return
-
-    def _poll(self, max_messages: int | None) -> list[Msg]:
-        limit = self._s.batch.poll_batch
-        if max_messages is not None:
-            limit = max(1, min(limit, max_messages - self.stats.consumed))
-        # never block longer than an open micro-batch may still wait
-        max_wait = self._s.batch.max_delay_ms / 1000.0
-        batcher = self._engine.batcher
-        timeout = _IDLE_POLL_S if self._outage.active else batcher.time_to_due(max_wait)
-        self._polled_at = self._clock()
-        try:
-            # consume() blocks until it has ``limit`` messages or the timeout passed, so
-            # take what is queued now; if nothing is, wait for the first message only
-            messages = list(self._consumer.consume(limit, 0))
-            if messages or timeout <= 0:
-                return messages
-            first = self._consumer.poll(timeout)
-            if first is None:
-                return []
-            return [first, *self._consumer.consume(limit - 1, 0)] if limit > 1 else [first]
-        except KafkaException as exc:
-            msg = f"consume failed: {exc}"
-            raise KafkaError(msg) from exc
-
-    def _handle(self, messages: list[Msg]) -> None:
-        if not messages:
-            return
-        if self._outage.active:
-            self._hold_back(messages)
-            return
-        now = self._clock()
-        batcher = self._engine.batcher
-        was_empty = not len(batcher)
-        decode, handle, offsets = self._decoder.decode, self._engine.handler(now), self.offsets
-        now_ms = self._wall_ms()
-        good = bad = 0
-        for msg in messages:
-            if msg.error() is not None:
-                self._consumer_error(msg)
-                continue
-            partition, offset = msg.partition(), msg.offset()
-            offsets.consumed(partition, offset)
-            event = decode(msg.value(), now_ms)
-            if isinstance(event, AccessEvent):
-                handle(partition, offset, event)
-                good += 1
-            else:
-                self._dead_letters.send(msg, event)
-                bad += 1
-        if was_empty:  # these events may have arrived any time during the poll
-            batcher.backdate(self._polled_at)
-        self.stats.consumed += len(messages)
-        self.stats.events += good
-        self.stats.bad += bad
-        self.metrics.events.inc(good)
-        self.stats.mark(now)
-
-    def _hold_back(self, messages: list[Msg]) -> None:
-        """While Redis is down, consumed events are not handled: note where to rewind to."""
-        for msg in messages:
-            if msg.error() is None:
-                self.offsets.consumed(msg.partition(), msg.offset())
-
-    def _consumer_error(self, msg: Msg) -> None:
-        err = msg.error()
-        if err.code() == _KafkaErr._PARTITION_EOF:
-            return
-        if err.fatal():
-            text = f"fatal consumer error: {err.str()}"
-            raise KafkaError(text)
-        log.warning("consumer error", extra={"error": err.str()})
 
     def _flush_store_and_deliver(self, force: bool = False) -> None:
         """Flush the micro-batch when due (or ``force``); once nothing is pending,

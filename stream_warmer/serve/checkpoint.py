@@ -38,7 +38,7 @@ from stream_warmer.errors import KafkaError, SinkUnavailableError
 from stream_warmer.serve.engine import WarmEngine
 from stream_warmer.serve.metrics import ServeMetrics
 from stream_warmer.serve.outage import Outage
-from stream_warmer.serve.sinks import Outbox
+from stream_warmer.serve.outbox import Outbox
 from stream_warmer.serve.stats import Offsets, RunStats
 
 log = logging.getLogger(__name__)

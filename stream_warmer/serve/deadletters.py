@@ -20,7 +20,7 @@ import msgspec
 
 from stream_warmer.events import BadEvent, DeadLetter, encode
 from stream_warmer.serve.metrics import ServeMetrics
-from stream_warmer.serve.sinks import Outbox
+from stream_warmer.serve.outbox import Outbox
 
 # a dead letter's detail and Kafka key are cut to this many characters / bytes, so
 # the letter without its payload stays far below the smallest allowed limit

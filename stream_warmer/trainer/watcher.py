@@ -33,20 +33,19 @@ retry; a version that is bad in itself (hash, signature, shapes) is never retrie
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from stream_warmer.backoff import jittered_s
 from stream_warmer.errors import ModelError, SinkUnavailableError, StreamWarmerError
 from stream_warmer.settings import KafkaSettings
 from stream_warmer.strategies.base import WarmingStrategy
 from stream_warmer.trainer import metrics as m
-from stream_warmer.trainer.artifact import Artifact, declared_vocab_version
+from stream_warmer.trainer.artifact import Artifact
+from stream_warmer.trainer.checks import check_artifact, rejection_reason
+from stream_warmer.trainer.fetchretry import FetchRetry, same_update
 from stream_warmer.trainer.rounds import LoadFn
-from stream_warmer.trainer.signing import SignatureError
 from stream_warmer.trainer.store import ModelStore
 from stream_warmer.trainer.updates import (
     BadUpdate,
@@ -58,80 +57,6 @@ from stream_warmer.trainer.updates import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def check_weights(weights: bytes) -> dict[str, tuple[int, ...]]:
-    """Parse safetensors bytes; every floating tensor must be finite. Returns shapes.
-
-    The check is ``model.checkpoint.read_weights``, the one the LSTM loader makes too.
-    """
-    from stream_warmer.model.checkpoint import read_weights
-
-    return {name: tuple(t.shape) for name, t in read_weights(weights).items()}
-
-
-def check_artifact(artifact: Artifact, update: ModelUpdate) -> None:
-    """The checks the watcher makes itself before handing the artifact to the loader.
-
-    The update's own fields that steer the swap must be the manifest's (the manifest
-    is what the hashes, and a signature, cover).
-    """
-    manifest = artifact.manifest
-    arch = manifest.get("arch")
-    if arch is not None and arch != update.arch:
-        msg = f"architecture of {update.version} in the update differs from its manifest"
-        raise ModelError(msg)
-    if manifest.get("sha256", update.sha256) != update.sha256:
-        msg = f"manifest of {update.version} names other weights than the update"
-        raise ModelError(msg)
-    if declared_vocab_version(manifest) != update.vocab_version:
-        msg = f"vocab_version of {update.version} in the update differs from its manifest"
-        raise ModelError(msg)
-    check_weights(artifact.weights)
-
-
-def rejection_reason(exc: Exception) -> str:
-    """The metric label of a rejected version: a signature's reason, or what failed."""
-    if isinstance(exc, SignatureError):
-        return exc.reason
-    return "store_unavailable" if isinstance(exc, SinkUnavailableError) else "invalid"
-
-
-class FetchRetry:
-    """The newest version the store could not deliver, and when to fetch it again."""
-
-    def __init__(self, first_s: float, max_s: float, clock: Callable[[], float],
-                 rng: random.Random | None = None) -> None:
-        self._first_s, self._max_s, self._clock = first_s, max(first_s, max_s), clock
-        self._rng = rng or random.Random()
-        self.update: ModelUpdate | None = None
-        self.failures = 0  # failed fetches of ``update``
-        self._at = 0.0
-
-    def failed(self, update: ModelUpdate) -> float | None:
-        """``update`` could not be fetched: schedule it; return the wait (``None`` when
-        another version is pending: catching up goes newest first, the newest stays)."""
-        if self.update is None:
-            self.update, self.failures = update, 0
-        elif _same(self.update, update):
-            self.failures += 1
-        else:
-            return None
-        wait = jittered_s(self.failures, self._first_s, self._max_s, self._rng)
-        self._at = self._clock() + wait
-        return wait
-
-    def due(self) -> ModelUpdate | None:
-        """The pending version once its wait has passed."""
-        return self.update if self.update is not None and self._clock() >= self._at else None
-
-    def clear(self) -> None:
-        """Nothing to retry: the version loaded, or a newer record replaced it."""
-        self.update, self.failures = None, 0
-
-
-def _same(a: ModelUpdate, b: ModelUpdate) -> bool:
-    return (a.version, a.sha256) == (b.version, b.sha256)
 
 
 class ModelWatcher:
@@ -273,7 +198,7 @@ class ModelWatcher:
     def apply(self, update: ModelUpdate) -> bool:
         """Fetch, check and load ``update``; on success queue it for the swap."""
         current = self.current
-        if current is not None and _same(current, update):
+        if current is not None and same_update(current, update):
             m.MODEL_UPDATES.labels("same", "").inc()
             return False
         started = time.perf_counter()
@@ -285,7 +210,7 @@ class ModelWatcher:
             self._reject(update, exc)
             return False
         pending = self.retry.update
-        if pending is not None and _same(pending, update):
+        if pending is not None and same_update(pending, update):
             self.retry.clear()
         self._accept(update, strategy, time.perf_counter() - started)
         return True
@@ -330,7 +255,7 @@ class ModelWatcher:
         retry_s = None
         if label == "store_unavailable":
             retry_s = self.retry.failed(update)
-        elif self.retry.update is not None and _same(self.retry.update, update):
+        elif self.retry.update is not None and same_update(self.retry.update, update):
             self.retry.clear()  # fetched at last, and bad in itself: final
         log.error(
             "model version rejected; keeping the serving model",

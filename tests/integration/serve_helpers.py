@@ -19,8 +19,8 @@ import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stream_warmer.demo import free_port
 from stream_warmer.events import AccessEvent, encode
+from stream_warmer.localstack import free_port
 from stream_warmer.settings import Settings, load_settings
 from tests.conftest import IN_CI
 from tests.traces import REPO

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import redis
 
-from stream_warmer.demo import free_port
 from stream_warmer.events import WarmCommand
+from stream_warmer.localstack import free_port
 from stream_warmer.serve.sinks import RedisSink
 from stream_warmer.settings import RedisSettings
 from stream_warmer.warmqueue import queue_key, tenants_key

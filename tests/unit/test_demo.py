@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from stream_warmer.demo import Sample, child_env, demo_topics, progress_line, sample
+from stream_warmer.demo import child_env, demo_topics
+from stream_warmer.demoreport import Sample, progress_line, sample
 from stream_warmer.settings import TopicSettings, load_settings
 
 PAGE = b"""# TYPE stream_warmer_events_total counter
@@ -77,14 +78,14 @@ def test_sample_reads_metrics_pages(metrics_port: int) -> None:
 
 
 def test_sample_of_a_dead_port_is_empty() -> None:
-    from stream_warmer.demo import free_port
+    from stream_warmer.localstack import free_port
 
     s = sample(free_port(), free_port())
     assert s.events == 0 and not s.versions
 
 
 def test_settled_waits_for_due_rounds_and_their_swaps() -> None:
-    from stream_warmer.demo import settled
+    from stream_warmer.demoreport import settled
 
     done = Sample(t=0.0, rounds={"rejected": 1.0, "published": 1.0}, swaps=1)
     assert settled(done)

@@ -16,7 +16,8 @@ from stream_warmer.errors import KafkaError as StreamWarmerKafkaError
 from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.events import WarmCommand
 from stream_warmer.redisfaults import unavailable
-from stream_warmer.serve.sinks import KafkaSink, Outbox, RedisSink
+from stream_warmer.serve.outbox import Outbox
+from stream_warmer.serve.sinks import KafkaSink, RedisSink
 from stream_warmer.settings import RedisSettings
 from stream_warmer.warmqueue import (
     ENQUEUE,

@@ -103,7 +103,7 @@ def test_arch_in_update_must_match_manifest(publisher: MemPublisher, watcher: Mo
 
 def test_nan_check_sees_every_tensor() -> None:
     from stream_warmer.errors import ModelError
-    from stream_warmer.trainer.watcher import check_weights
+    from stream_warmer.trainer.checks import check_weights
 
     weights = save({"a": torch.zeros(3), "b": torch.tensor([1.0, float("inf")])})
     with pytest.raises(ModelError, match="'b'"):
