@@ -329,6 +329,11 @@ class TrainerSettings(_Section):
     gate_cache_fracs: tuple[Annotated[float, Field(gt=0, le=1)], ...] = Field(
         (0.01, 0.1), min_length=1
     )
+    # the delay (requests of the whole stream) at which the gate replays every strategy
+    # (DESIGN §8): -1 = the one serve measures and reports in Redis (serve/delay.py;
+    # reports older than gate_delay_max_age_s are ignored, none: 0), >= 0 = fixed
+    gate_delay: int = Field(-1, ge=-1, le=1_000_000)
+    gate_delay_max_age_s: float = Field(120.0, gt=0)
     gate_baselines: tuple[Literal["none", "popularity", "markov", "nextkey"], ...] = (
         "popularity",
         "markov",

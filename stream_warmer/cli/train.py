@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 from stream_warmer.settings import Settings
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         publisher,
         lstm_trainer(settings),
         lstm_loader(settings),
+        serve_delay=_serve_delay(settings),
     )
     service = TrainerService(
         settings.kafka,
@@ -64,6 +66,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     outcomes = [r.outcome for r in service.results]
     log.info("trainer finished", extra={"rounds": rounds, "outcomes": outcomes})
     return 1 if outcomes and all(o == "failed" for o in outcomes) else 0
+
+
+def _serve_delay(settings: Settings) -> Callable[[], int]:
+    """The delay serve's replicas report in Redis (``serve.delay.gate_delay``)."""
+    import time
+
+    from stream_warmer.serve.delay import gate_delay
+    from stream_warmer.serve.sinks import redis_client
+
+    client, prefix = redis_client(settings.redis), settings.redis.key_prefix
+    max_age = settings.trainer.gate_delay_max_age_s
+    return lambda: gate_delay(client, prefix, int(time.time() * 1000), max_age)
 
 
 def _metrics_server(settings: Settings) -> AbstractContextManager[object]:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from stream_warmer.errors import SinkUnavailableError
 from stream_warmer.events import EventDecoder
 from stream_warmer.serve.checkpoint import Checkpointer, CommitReport
 from stream_warmer.serve.deadletters import DeadLetters
+from stream_warmer.serve.delay import DelayReporter
 from stream_warmer.serve.engine import LatencyObserver
 from stream_warmer.serve.intake import Intake
 from stream_warmer.serve.metrics import MetricsServer, ServeMetrics
@@ -133,6 +136,11 @@ class ServeApp:
                  KafkaSink(self._outbox.produce, s.topics.warm_commands))
         self._engine = build_engine(s, self._strategy, sinks, self.metrics, clock=self._clock,
                                     wall_ms=self._wall_ms, latency_observer=self._latency_observer)
+        # the measured event -> warm delay, for the trainer's gate (serve/delay.py)
+        self._delay = DelayReporter(
+            self._engine.delay, self._redis_client, s.redis.key_prefix,
+            replica=f"{s.kafka.client_id}-{socket.gethostname()}-{os.getpid()}",
+            gauge=self.metrics.warm_delay, clock=self._clock)
         for name, bound in bounds(s).items():
             self.metrics.bounded_capacity.labels(name).set(bound)
         self._consumer = self._clients.consumer(
@@ -172,6 +180,7 @@ class ServeApp:
             self._flush_store_and_deliver()
             self._maybe_swap_strategy()
             self._checkpoints.maybe()
+            self._delay.maybe()
             self._outage.maybe_recover(self._engine, self._consumer)
             if messages:
                 idle_since = self._clock()

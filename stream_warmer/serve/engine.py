@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from stream_warmer.events import AccessEvent, WarmCommand
 from stream_warmer.serve.batcher import MicroBatcher, Pending
+from stream_warmer.serve.delay import DelayMeter
 from stream_warmer.serve.metrics import ServeMetrics
 from stream_warmer.serve.policy import WarmPolicy
 from stream_warmer.serve.precision import PrecisionTracker
@@ -46,6 +47,7 @@ class WarmEngine:
         self._wall_ms = wall_ms
         self._latency_observer = latency_observer
         self.commands_written = 0
+        self.delay = DelayMeter(clock, wall_ms)  # what the trainer's gate replays at
 
     def handler(self, now: float) -> Callable[[int, int, AccessEvent], None]:
         """The per-event step for one poll batch, its lookups bound once (the hot path):
@@ -133,6 +135,7 @@ class WarmEngine:
             self.precision.issued(cmd.tenant, cmd.key, now)
             latency = (wall - cause_ts[cmd.tenant]) / 1000.0
             observe(latency)
+            self.delay.warm(latency)
             if self._latency_observer is not None:
                 self._latency_observer(latency)
         self._kafka.write(written)

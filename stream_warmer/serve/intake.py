@@ -98,6 +98,7 @@ class Intake:
         self._stats.events += good
         self._stats.bad += bad
         self._metrics.events.inc(good)
+        self._engine.delay.events(good)
         self._stats.mark(now)
 
     def _hold_back(self, messages: list[Msg]) -> None:

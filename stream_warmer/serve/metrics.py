@@ -53,6 +53,8 @@ class ServeMetrics:
         self.event_to_warm = Histogram(p + "event_to_warm_seconds",
                                        "Event ts to warm command acknowledged by Redis",
                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.warm_delay = Gauge(p + "warm_delay_requests", "Median event -> warm latency "
+                                "times events consumed per second (serve/delay.py)", registry=r)
         self.warm_commands = Counter(p + "warm_commands", "Warm commands written", registry=r)
         self.warm_dropped = Counter(p + "warm_dropped", "Predictions not warmed", ["reason"],
                                     registry=r)

@@ -3,7 +3,9 @@
 The candidate, the live model (if any) and the baselines are replayed through the
 warm-eval protocol (DESIGN §5, ``evaluation.warmeval``) on the most recent held-out
 slice of the buffer, which no model trained on. The score of a strategy is its mean
-hit ratio over the gate's cache fractions. The reference is the live model's score,
+hit ratio over the gate's cache fractions, with every warm applied ``delay`` requests
+late (the delay serve measures, ``serve.delay``: a candidate is judged at the delay it
+will serve at). The reference is the live model's score,
 or, before any model was published, the best baseline's (the baselines are what
 serves then). The candidate passes when ``score > reference + margin``, and, when a
 live model exists, at the live model's warm budget: its warms per request at most the
@@ -51,6 +53,7 @@ class GateResult:
     rows: tuple[EvalRow, ...]
     warm_cap: float | None = None  # the most warms per request the candidate may issue
     reason: str = ""
+    delay: int = 0  # requests each warm was applied late
 
     def metrics(self) -> dict[str, float | str | bool | None]:
         """Flat numbers for the manifest and the model-update message."""
@@ -59,6 +62,7 @@ class GateResult:
             "gate_margin": self.margin,
             "gate_reference": _finite(self.reference),
             "gate_holdout_events": float(self.holdout_events),
+            "gate_delay": float(self.delay),
             "candidate_hit_ratio": _finite(self.candidate.hit_ratio),
             "candidate_warms_per_request": _finite(self.candidate.warms_per_request),
             "best_baseline": self.baseline_name,
@@ -95,6 +99,7 @@ def run_gate(
     fracs: Sequence[float],
     margin: float,
     warm_slack: float = 0.1,
+    delay: int = 0,
 ) -> GateResult:
     """Score everyone on ``holdout`` and decide (see the module docstring)."""
     if not holdout:
@@ -103,7 +108,7 @@ def run_gate(
     named = {CANDIDATE: candidate, **({LIVE: live} if live is not None else {}), **baselines}
     # one k, so each factory is called once: the instances given here are evaluated
     specs = [StrategySpec(name, _const(s)) for name, s in named.items()]
-    rows = evaluate("holdout", lambda: holdout, specs, [k], fracs)
+    rows = evaluate("holdout", lambda: holdout, specs, [k], fracs, delays=[delay])
     scores = {name: _score(rows, name) for name in named}
     base_name = max(baselines, key=lambda n: _rank(scores[n]), default="")
     base = scores.get(base_name)
@@ -133,6 +138,7 @@ def run_gate(
         rows=tuple(rows),
         warm_cap=cap,
         reason=reason,
+        delay=delay,
     )
 
 

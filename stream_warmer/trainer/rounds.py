@@ -72,6 +72,8 @@ class TrainingRound:
     train: TrainFn
     load: LoadFn
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    # the delay in requests the gate applies (``trainer.gate_delay``; -1 reads serve's)
+    serve_delay: Callable[[], int] = lambda: 0
 
     def __call__(self, frame: pd.DataFrame) -> RoundResult:
         """Run one round on a buffer snapshot; never raises for model problems."""
@@ -140,6 +142,8 @@ class TrainingRound:
             fracs=self.settings.gate_cache_fracs,
             margin=self.settings.promote_margin,
             warm_slack=self.settings.promote_warm_slack,
+            delay=(self.settings.gate_delay if self.settings.gate_delay >= 0
+                   else self.serve_delay()),
         )
         m.TRAINER_GATE_HIT_RATIO.labels("candidate").set(gate.candidate.hit_ratio)
         if gate.live is not None:

@@ -175,6 +175,20 @@ def test_gate_holds_the_candidate_to_the_reference_warm_budget() -> None:
     assert loose.passed and loose.metrics()["gate_reason"] == loose.reason
 
 
+def test_gate_judges_at_the_delay_serve_runs_at() -> None:
+    """Four tenants interleaved: a warm of the key after next (+6) still lands in time
+    4 requests late, one of the next key (+3) does not. At delay 0 the two tie (no
+    gain, rejected); at serve's delay of 4 the look-ahead candidate wins."""
+    holdout = stride_events(2000, delta=3)
+    at = {d: run_gate(holdout, DeltaStrategy(6), DeltaStrategy(3, "live"), {}, k=1,
+                      fracs=(0.1,), margin=0.0, delay=d) for d in (0, 4)}
+    assert not at[0].passed
+    assert at[4].passed
+    assert at[4].live is not None and at[4].live.hit_ratio < 0.05
+    assert at[4].candidate.hit_ratio > 0.9
+    assert at[4].metrics()["gate_delay"] == 4.0
+
+
 def test_gate_needs_a_holdout() -> None:
     with pytest.raises(ValueError, match="held-out"):
         run_gate([], DeltaStrategy(3), None, {}, k=1, fracs=(0.1,), margin=0.0)
