@@ -127,7 +127,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "model-sweep.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "model-sweep.png")
     parser.add_argument("--only", choices=("size", "ablation"), default=None)
+    parser.add_argument("--recost", action="store_true",
+                        help="only measure the step cost of the configurations in --json "
+                             "again (on a quiet machine) and rewrite it and the plot")
     args = parser.parse_args(argv)
+    if args.recost:
+        return recost(args.json, args.plot)
     traces = args.traces.split(",")
     configs = [("size", name, env) for name, env in SIZE] if args.only != "ablation" else []
     if args.only != "size":
@@ -148,6 +153,22 @@ def main(argv: list[str]) -> int:
         args.json.write_text(json.dumps(out, indent=1) + "\n")  # partial results survive
     if args.plot and args.only != "ablation":
         plot(out, args.plot)
+    return 0
+
+
+def recost(path: Path, plot_path: Path | None) -> int:
+    """Measure each configuration's step cost again; rewrite ``path`` (and the plot)."""
+    rows = json.loads(path.read_text())
+    envs = dict(SIZE + ABLATION)
+    for name in dict.fromkeys(r["config"] for r in rows):
+        params, step_us = step_cost(_sizes(envs[name]))
+        for r in rows:
+            if r["config"] == name:
+                r.update(params=params, step_us=round(step_us, 1))
+        print(f"{name:16} params {params:7d}  step {step_us:7.0f} us", flush=True)
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    if plot_path:
+        plot(rows, plot_path)
     return 0
 
 
