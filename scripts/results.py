@@ -9,6 +9,7 @@ docs/RESULTS.md and is replaced whole; NAME and its JSON:
 - ``bench-live``: docs/bench-live/*.json (``bench live --json``, scripts/bench-live-table)
 - ``warm-eval-k1``, ``warm-eval-k4``: docs/warm-eval.json (``evaluate --json``)
 - ``iso-warm``: docs/iso-warm.json (``evaluate --warm-rate ... --json``)
+- ``delay``: docs/delay.json (``evaluate --delay 0,4,16 --warm-rate ... --json``)
 - ``model-size``, ``ablation``: docs/model-sweep.json (scripts/model_sweep.py)
 - ``pipeline``: docs/bench-pipeline/*.json (``bench pipeline --json``, one file a run)
 - ``inference``: docs/bench-inference.json (``bench inference --json``)
@@ -88,26 +89,42 @@ def _warm_eval(k: int) -> str:
     return _table(head, out)
 
 
-def iso_warm() -> str:
-    """Per (trace, f, k, W): each strategy's hit ratio / warms per request when held at
-    W (``evaluate --warm-rate``), the best in bold; its own rate's row beside it."""
-    rows = [r for r in _load(DOCS / "iso-warm.json") if r.get("delay", 0) == 0]
+def _held(name: str, *, with_delay: bool) -> str:
+    """Per (trace, f, k, [delay,] W): each strategy's hit ratio / warms per request when
+    held at W (``evaluate --warm-rate``), the best in bold; its own rate's row beside it."""
+    rows = _load(DOCS / name)
+    if not with_delay:
+        rows = [r for r in rows if r.get("delay", 0) == 0]
     names = list(dict.fromkeys(r["strategy"] for r in rows))
     groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for r in rows:
-        key = (r["trace"], r["cache_frac"], r["k"], r.get("warm_rate"))
+        key = (r["trace"], r["cache_frac"], r["k"], *([r["delay"]] if with_delay else []),
+               r.get("warm_rate"))
         groups.setdefault(key, {})[r["strategy"]] = r
     out = []
-    for (trace, f, k, rate), by in groups.items():
+    for (trace, f, k, *rest), by in groups.items():
+        rate = rest[-1]
         best = max((r["hit_ratio"] for r in by.values()), default=None)
         cells = []
-        for name in names:
-            r = by.get(name)
+        for strategy in names:
+            r = by.get(strategy)
             text = "-" if r is None else f"{r['hit_ratio']:.4f} / {r['warms_per_request']:.3f}"
             cells.append(f"**{text}**" if r is not None and rate is not None
                          and r["hit_ratio"] == best else text)
-        out.append([trace, f"{f:g}", str(k), "own" if rate is None else f"{rate:g}", *cells])
-    return _table(["trace", "f", "k", "W", *names], out)
+        delay = [str(rest[0])] if with_delay else []
+        out.append([trace, f"{f:g}", str(k), *delay, "own" if rate is None else f"{rate:g}",
+                    *cells])
+    return _table(["trace", "f", "k", *(["L"] if with_delay else []), "W", *names], out)
+
+
+def iso_warm() -> str:
+    """The iso-warm table at delay 0 (docs/iso-warm.json)."""
+    return _held("iso-warm.json", with_delay=False)
+
+
+def delay() -> str:
+    """The iso-warm table at each delay L (docs/delay.json, ``--delay 0,4,16``)."""
+    return _held("delay.json", with_delay=True)
 
 
 def _sweep(sweep: str) -> str:
@@ -195,6 +212,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "warm-eval-k1": lambda: _warm_eval(1),
     "warm-eval-k4": lambda: _warm_eval(4),
     "iso-warm": iso_warm,
+    "delay": delay,
     "model-size": lambda: _sweep("size"),
     "ablation": lambda: _sweep("ablation"),
     "pipeline": pipeline,
