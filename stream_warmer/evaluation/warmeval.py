@@ -286,12 +286,14 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
         item = (tenant, event.key)
         for feed, pred in zip(feeds, preds, strict=True):
             warms = [(tenant, p.key) for p in pred]
+            scored: list[tuple[tuple[str, str], float]] | None = None  # for the gates, once
             for k, caches in feed:
                 named = warms[:k] if k < len(warms) else warms
                 for gate, sim in caches:
                     if gate is None:
                         sim.step(item, named, counting)
-                    else:
-                        scored = [(w, p.score) for w, p in zip(named, pred, strict=False)]
-                        gate.step(sim, item, scored, counting)
+                        continue
+                    if scored is None:
+                        scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]
+                    gate.step(sim, item, scored[:k], counting)
     return read[0]

@@ -89,14 +89,18 @@ class CandidateTracker:
         """Whether ``key`` (parsed) has a row in ``tenant``'s successor table."""
         return bool(self._native.knows(tenant, key))
 
-    def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+    def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]
+                                                      | Iterable[tuple[str, int]]]]) -> None:
         """Add successor counts learnt elsewhere (e.g. the Markov baseline) to ``tenant``.
 
-        ``table`` yields (key, {successor: count}), oldest first; the bounds of the spec
+        ``table`` yields (key, {successor: count} or [(successor, count), ...], as the
+        baseline's ``tables.rows`` gives them), oldest first; the bounds of the spec
         hold (the newest keys and, per key, the most frequent successors are kept). The
         tenant's last key is not set, so its next access starts a fresh transition.
         """
-        rows = [(key, [(s, int(n)) for s, n in counts.items()]) for key, counts in table]
+        rows = [(key, [(s, int(n)) for s, n in (
+                    counts.items() if isinstance(counts, Mapping) else counts)])
+                for key, counts in table]
         self._native.seed(tenant, rows)
 
     def top_successors(self, tenant: str, key: Key, k: int) -> list[Key]:

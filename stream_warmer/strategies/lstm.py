@@ -172,7 +172,7 @@ class LstmStrategy(WarmingStrategy):
         elif isinstance(previous, Markov):
             tables = previous.tables
             for tenant in tables.tenants():
-                self._tracker.seed(tenant, ((k, dict(s)) for k, s in tables.rows(tenant)))
+                self._tracker.seed(tenant, tables.rows(tenant))
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held for tenants now, by part: the tracker (successor tables, last steps,

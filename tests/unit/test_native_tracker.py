@@ -206,7 +206,7 @@ def test_markov_and_the_tracker_keep_one_table(spec: FeatureSpec,
         ranks = [c for c in tracker.step(ev).cands[1 : 1 + spec.ranks] if c is not None]
         assert [str(c) for c in ranks] == [p.key for p in preds]
     for tenant in markov.tables.tenants():
-        seeded.seed(tenant, ((key, dict(s)) for key, s in markov.tables.rows(tenant)))
+        seeded.seed(tenant, markov.tables.rows(tenant))
         for key, _ in markov.tables.rows(tenant):
             from stream_warmer.model.features import parse_key
 
