@@ -101,10 +101,11 @@ class LruSim:
 
 
 def replay(pairs: Sequence[Item], warms: Sequence[Item | None], capacity: int,
-           count_from: int) -> tuple[float, float]:
+           count_from: int, delay: int = 0) -> tuple[float, float]:
     """(hit ratio, effective warms per request) of requests ``pairs`` with at most one
-    warm after each (``None``: none), counted from request ``count_from`` on."""
-    sim = LruSim(capacity)
+    warm after each (``None``: none) applied ``delay`` requests late, counted from
+    request ``count_from`` on."""
+    sim = LruSim(capacity, delay)
     for i, (pair, warm) in enumerate(zip(pairs, warms, strict=True)):
         sim.step(pair, [] if warm is None else [warm], i >= count_from)
     n = max(1, len(pairs) - count_from)

@@ -40,6 +40,8 @@ class _Tenant:
     delta: int = 0
     cands: list[Key | None] = field(default_factory=list)
     bucket: int = 0
+    recent: list[Key] = field(default_factory=list)  # the last ahead_window keys
+    ahead: dict[Key, dict[Key, int]] = field(default_factory=dict)  # window table
 
 
 class ReferenceTracker:
@@ -107,13 +109,15 @@ class ReferenceTracker:
             correct = _match_bits(st.cands, key) if key in st.cands else 1  # 1: NO-WARM
         prev, delta_id, gap = st.key, 0, -1
         if prev is not None:
-            self._learn(st, prev, key)
+            self._learn(st.succ, prev, key)
             gap = ev.ts - st.ts
             if isinstance(key, int) and isinstance(prev, int):
                 st.delta = key - prev
                 delta_id = signed_log_bucket(st.delta)
+        self._observe_ahead(st, key)
         succ = st.succ.get(key)
         cands, present = self._candidates(st, key, ev.size or 1, succ)
+        cands, present = self._ahead_candidates(st, key, cands, present)
         o = self._off
         size = ev.size
         cats = (o[0] + delta_id,
@@ -126,13 +130,40 @@ class ReferenceTracker:
         st.key, st.ts, st.cands = key, ev.ts, cands
         return Step(cats, correct, present, cands)
 
-    def _learn(self, st: _Tenant, prev: Key, key: Key) -> None:
-        succ = st.succ.pop(prev, None)  # reinserted: the dict's order is LRU first
+    def _observe_ahead(self, st: _Tenant, key: Key) -> None:
+        """The window table: each distinct other key of the last ``ahead_window`` counts
+        ``key`` (oldest first, each at its newest place in the window)."""
+        window = self.spec.ahead_window
+        if not window:
+            return
+        for i, prev in enumerate(st.recent):
+            if prev != key and prev not in st.recent[i + 1 :]:
+                self._learn(st.ahead, prev, key)
+        st.recent = [*st.recent, key][-window:]
+
+    def _ahead_candidates(self, st: _Tenant, key: Key, cands: list[Key | None], present: int
+                          ) -> tuple[list[Key | None], int]:
+        """The AHEAD classes: the window table's top successors no class above names."""
+        n = self.spec.ahead_ranks
+        if not n:
+            return cands, present
+        first = len(cands)
+        succ = st.ahead.get(key) or {}
+        top = [kv[0] for kv in sorted(succ.items(), key=itemgetter(1), reverse=True)]
+        out: list[Key | None] = list(cands)
+        for s in top[: first + n]:
+            if len(out) < first + n and s not in out:
+                out.append(s)
+        present |= ((1 << (len(out) - first)) - 1) << first
+        return out + [None] * (first + n - len(out)), present
+
+    def _learn(self, table: dict[Key, dict[Key, int]], prev: Key, key: Key) -> None:
+        succ = table.pop(prev, None)  # reinserted: the dict's order is LRU first
         if succ is None:
-            if len(st.succ) >= self.spec.max_keys_per_tenant:
-                del st.succ[next(iter(st.succ))]  # the least recently used key goes first
+            if len(table) >= self.spec.max_keys_per_tenant:
+                del table[next(iter(table))]  # the least recently used key goes first
             succ = {}
-        st.succ[prev] = succ
+        table[prev] = succ
         if key in succ:
             succ[key] += 1
         elif len(succ) < self.spec.max_successors:

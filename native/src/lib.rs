@@ -14,10 +14,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyList, PyString, PyTuple};
 use rustc_hash::FxHashMap;
 
+mod ahead;
 mod markov;
 mod slots;
 mod table;
 
+use ahead::{Ahead, Horizon};
 use table::Table;
 
 const TENANT_BUCKETS: u32 = 32;
@@ -106,6 +108,7 @@ fn bisect_left(edges: &[f64], x: f64) -> i64 {
 #[derive(Default)]
 struct TenantState {
     table: Table,
+    ahead: Ahead,
     key: Option<Key>,
     ts: i64,
     delta: i64,
@@ -120,7 +123,7 @@ struct TenantState {
 
 impl TenantState {
     fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.table.bytes()
+        std::mem::size_of::<Self>() + self.table.bytes() + self.ahead.bytes()
             + self.cands.capacity() * std::mem::size_of::<Option<Key>>()
             + self.probs.capacity() * 4
     }
@@ -145,6 +148,9 @@ struct Tracker {
     size_edges: Vec<f64>,
     offsets: [i64; N_CATS],
     ops: Vec<(String, i64)>,
+    /// Lookahead (ahead.rs): the window of the window table and its candidate classes.
+    ahead_window: usize,
+    ahead_ranks: usize,
     int_bits: i64,
     last_bit: i64,
     tenants: FxHashMap<Box<str>, TenantState>,
@@ -175,7 +181,7 @@ impl<'a> Event<'a> {
 
 impl Tracker {
     fn n_classes(&self) -> usize {
-        3 + self.ranks + self.deltas.len()
+        3 + self.ranks + self.deltas.len() + self.ahead_ranks
     }
 
     fn op_id(&self, op: &str) -> i64 {
@@ -193,6 +199,7 @@ impl Tracker {
     /// Observe one access; the tenant's candidates become this step's.
     fn step_one(&mut self, tenant: &str, key_s: &str, ts: i64, op: &str, size: Option<i64>) -> Stepped {
         let (max_keys, max_succ, ranks) = (self.max_keys, self.max_successors, self.ranks);
+        let (window, ahead_ranks) = (self.ahead_window, self.ahead_ranks);
         let op_id = self.op_id(op);
         let key = Key::parse(key_s);
         let n_classes = self.n_classes();
@@ -220,6 +227,7 @@ impl Tracker {
             st.table.learn(prev, &key, max_keys, max_succ);
             gap = ts.wrapping_sub(st.ts);
         }
+        st.ahead.observe(&key, window, max_keys, max_succ);
         let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
         cands.clear();
         cands.push(None);
@@ -243,6 +251,19 @@ impl Tracker {
             cands.extend(deltas.iter().map(|&d| Some(Key::plus(k, d))));
             present |= int_bits | if st.delta != 0 { last_bit } else { 0 };
         } else {
+            cands.resize(n_classes - ahead_ranks, None);
+        }
+        if ahead_ranks > 0 {
+            // the window table's top successors not named by a class above
+            let first = cands.len();
+            if let Some(succ) = st.ahead.table.successors(&key) {
+                table::for_top(succ, first + ahead_ranks, |e| {
+                    if cands.len() < n_classes && !cands.iter().any(|c| c.as_ref() == Some(&e.0)) {
+                        cands.push(Some(e.0.clone()));
+                    }
+                });
+            }
+            present |= ((1i64 << (cands.len() - first)) - 1) << first;
             cands.resize(n_classes, None);
         }
         let gap_id = if gap < 0 { 0 } else { 1 + bisect_left(&gap_edges, (gap as f64).ln_1p()) };
@@ -332,20 +353,24 @@ fn picks_to_py<'py>(py: Python<'py>, picks: &[(&Key, f64)], as_str: bool, cap: b
 impl Tracker {
     #[new]
     #[pyo3(signature = (*, ranks, deltas, size_unit, max_successors, max_keys_per_tenant,
-                        gap_edges, size_edges, offsets, ops))]
+                        gap_edges, size_edges, offsets, ops, ahead_window=0, ahead_ranks=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(ranks: usize, deltas: Vec<i64>, size_unit: i64, max_successors: usize,
            max_keys_per_tenant: usize, gap_edges: Vec<f64>, size_edges: Vec<f64>,
-           offsets: Vec<i64>, ops: Vec<(String, i64)>) -> PyResult<Self> {
+           offsets: Vec<i64>, ops: Vec<(String, i64)>, ahead_window: usize, ahead_ranks: usize)
+           -> PyResult<Self> {
         let offsets: [i64; N_CATS] = offsets.try_into()
             .map_err(|_| PyValueError::new_err("offsets: one per categorical column (8)"))?;
-        if ranks < 1 || size_unit < 1 || max_successors < ranks || ranks + deltas.len() > 60 {
+        if ranks < 1 || size_unit < 1 || max_successors < ranks
+            || ranks + deltas.len() + ahead_ranks > 60
+            || (ahead_ranks > 0 && ahead_window == 0) {
             return Err(PyValueError::new_err("invalid feature spec for the tracker"));
         }
         let base = 1 + ranks as i64;
         let int_bits = (1i64 << base) | (((1i64 << deltas.len()) - 1) << (base + 2));
         Ok(Tracker { ranks, deltas, size_unit, max_successors, max_keys: max_keys_per_tenant,
-                     gap_edges, size_edges, offsets, ops, int_bits, last_bit: 1 << (base + 1),
+                     gap_edges, size_edges, offsets, ops, ahead_window, ahead_ranks,
+                     int_bits, last_bit: 1 << (base + 1),
                      tenants: FxHashMap::default(), batches: 0 })
     }
 
@@ -437,18 +462,24 @@ impl Tracker {
     }
 
     /// A stream from an empty state (training): (cats, correct, present, target,
-    /// tenant index) as int64 buffers, and the candidates of steps from `keep_from`.
-    /// `target[i]` is the `correct` mask of the tenant's next step (-1: none).
+    /// tenant index) as int64 buffers, and the candidates of steps from `keep_from`;
+    /// `lead` (stream requests) and `horizon` (tenant requests) shape the target.
+    /// `target[i]` is step i's `Horizon` mask (ahead.rs; with lead 0 and horizon 1 the
+    /// `correct` mask of the tenant's next step); -1 where its horizon never closed.
     #[allow(clippy::type_complexity)]
-    fn encode<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyAny>, keep_from: usize
-                   ) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>,
+    #[pyo3(signature = (events, keep_from, lead=0, horizon=1))]
+    fn encode<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyAny>, keep_from: usize,
+                   lead: usize, horizon: usize) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>,
                                   Bound<'py, PyByteArray>, Bound<'py, PyByteArray>,
                                   Bound<'py, PyByteArray>, Cands)> {
         let n = events.len()?;
         let mut cats = Vec::with_capacity(n * N_CATS);
         let (mut correct, mut present) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut target, mut tenant_ix) = (vec![-1i64; n], Vec::with_capacity(n));
-        let mut ids: FxHashMap<Box<str>, (i64, Option<usize>)> = FxHashMap::default();
+        if horizon < 1 {
+            return Err(PyValueError::new_err("horizon: at least 1 request"));
+        }
+        let mut ids: FxHashMap<Box<str>, (i64, Horizon)> = FxHashMap::default();
         let mut kept = Cands { n_classes: self.n_classes(), cands: Vec::new(), marks: Vec::new() };
         for (i, ev) in events.try_iter()?.enumerate() {
             let ev = ev?;
@@ -459,11 +490,10 @@ impl Tracker {
             correct.push(s.correct);
             present.push(s.present);
             let next_id = ids.len() as i64;
-            let entry = ids.entry(tenant.into()).or_insert((next_id, None));
-            if let Some(prev) = entry.1 {
-                target[prev] = s.correct;
-            }
-            entry.1 = Some(i);
+            let entry = ids.entry(tenant.into()).or_insert_with(|| (next_id, Horizon::default()));
+            let st = &self.tenants[tenant];
+            let key = st.key.as_ref().expect("just stepped");
+            entry.1.request(i, key, &st.cands, lead, horizon, |j, mask| target[j] = mask);
             tenant_ix.push(entry.0);
             if i >= keep_from {
                 kept.cands.extend(self.tenants[tenant].cands.iter().cloned());

@@ -140,11 +140,13 @@ def _train_lstm(settings: Settings, events: Sequence[AccessEvent]) -> Artifact:
     machine made a 83k-event round take 15+ minutes, not ~1.
     """
     from stream_warmer.model.runtime import configure_torch_threads
+    from stream_warmer.model.train import offline_delay
     from stream_warmer.trainer.lstm import lstm_trainer
 
     configure_torch_threads(settings.model.cpu_threads or 1)
     started = time.monotonic()
-    candidate = lstm_trainer(settings)(events[: len(events) // 2], None)
+    candidate = lstm_trainer(settings)(events[: len(events) // 2], None,
+                                       offline_delay(settings.trainer))
     log.info("bench live: lstm trained", extra={"s": round(time.monotonic() - started, 1),
                                                 "events": len(events) // 2})
     return candidate.artifact

@@ -58,6 +58,7 @@ def train_and_publish(res: Any, trace: Path, events: list[AccessEvent],
                       train_events: int) -> TrainedModel:
     """Train on ``events`` (the trace's first ``train_events``) with the trainer's code;
     publish the artifact."""
+    from stream_warmer.model.train import offline_delay
     from stream_warmer.trainer.lstm import lstm_trainer
     from stream_warmer.trainer.publish import ModelPublisher
     from stream_warmer.trainer.store import open_store
@@ -69,7 +70,7 @@ def train_and_publish(res: Any, trace: Path, events: list[AccessEvent],
     s: Settings = res.settings
     log.info("training the lstm", extra={"events": len(events)})
     started = time.monotonic()
-    candidate = lstm_trainer(s)(events, None)
+    candidate = lstm_trainer(s)(events, None, offline_delay(s.trainer))
     train_s = time.monotonic() - started
     topic = res.topic("bench-model-updates", {"cleanup.policy": "compact"})
     # the run's own Redis prefix (whatever model.store says): deleted with its keys

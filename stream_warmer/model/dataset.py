@@ -2,7 +2,9 @@
 
 ``encode_stream`` runs the ``CandidateTracker`` over events in order and keeps compact
 arrays (categorical ids, bitmasks); bits are expanded only per mini-batch. Targets:
-the classes whose candidate named the tenant's *next* key (its ``correct`` mask).
+the classes whose candidate the tenant asks for within ``horizon`` requests once a
+warm named now would land, ``lead`` requests of the stream later (with 0 and 1: the
+classes that named its *next* key, its next ``correct`` mask).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ class Encoded:
     keep_from: int
 
 
-def encode_stream(events: Sequence[AccessEvent], spec: FeatureSpec, keep_from: int) -> Encoded:
+def encode_stream(events: Sequence[AccessEvent], spec: FeatureSpec, keep_from: int, *,
+                  lead: int = 0, horizon: int = 1) -> Encoded:
     """Track ``events`` from an empty state; keep candidate lists from ``keep_from``."""
     cats, correct, present, target, tenant, cands = CandidateTracker(spec).encode(
-        events, keep_from)
+        events, keep_from, lead=lead, horizon=horizon)
     return Encoded(cats, correct, present, target, tenant, cands, keep_from)
 
 

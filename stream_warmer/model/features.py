@@ -8,7 +8,10 @@ any key space:
   table (updated on every observed access, like the ``markov`` baseline),
 * ``SIZE`` ``key + size // unit`` (block traces step by the request size; the unit is
   chosen on the training data), ``STRIDE`` ``key + last delta``,
-* one class per frequent key delta of the training data (integer keys).
+* one class per frequent key delta of the training data (integer keys),
+* ``AHEAD`` ``1..A`` the top successors of the current key in a per-tenant *window*
+  table (keys asked for within the next ``ahead_window`` requests, as PG's graph)
+  that no class above names (native/src/ahead.rs; none when ``ahead_ranks`` is 0).
 
 Per-step inputs: categorical ids (signed log2 key delta, successor-count buckets, op,
 inter-arrival and size quantile buckets from scikit-learn's ``KBinsDiscretizer``,
@@ -49,6 +52,8 @@ class FeatureSpec:
     max_keys_per_tenant: int = 50_000
     gap_edges: tuple[float, ...] = ()
     size_edges: tuple[float, ...] = ()
+    ahead_window: int = 0
+    ahead_ranks: int = 0
     version: int = 1
     cat_sizes: tuple[int, ...] = field(init=False)
 
@@ -59,8 +64,8 @@ class FeatureSpec:
 
     @property
     def n_classes(self) -> int:
-        """NO-WARM + ranks + SIZE + STRIDE + deltas."""
-        return 3 + self.ranks + len(self.deltas)
+        """NO-WARM + ranks + SIZE + STRIDE + deltas + AHEAD."""
+        return 3 + self.ranks + len(self.deltas) + self.ahead_ranks
 
     @property
     def cat_offsets(self) -> npt.NDArray[np.int64]:
@@ -85,7 +90,8 @@ class FeatureSpec:
         for name in ("deltas", "gap_edges", "size_edges"):
             args[name] = tuple(args.get(name, ()))
         spec = cls(**args)
-        if spec.ranks < 1 or spec.size_unit < 1 or spec.max_successors < spec.ranks:
+        if (spec.ranks < 1 or spec.size_unit < 1 or spec.max_successors < spec.ranks
+                or spec.ahead_ranks < 0 or (spec.ahead_ranks > 0) > (spec.ahead_window > 0)):
             msg = f"invalid feature spec {data!r}"
             raise ValueError(msg)
         return spec
@@ -99,8 +105,9 @@ def parse_key(key: str) -> Key:
     return key
 
 
-def fit_spec(events: Sequence[AccessEvent], n_deltas: int = 8, ranks: int = 2,
-             max_successors: int = 8, max_keys_per_tenant: int = 50_000) -> FeatureSpec:
+def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2,
+             max_successors: int = 8, max_keys_per_tenant: int = 50_000,
+             ahead_window: int = 0, ahead_ranks: int = 0) -> FeatureSpec:
     """Fit deltas, the size unit and the quantile buckets on training events."""
     last: dict[str, tuple[Key, int, int]] = {}
     deltas: Counter[int] = Counter()
@@ -125,6 +132,8 @@ def fit_spec(events: Sequence[AccessEvent], n_deltas: int = 8, ranks: int = 2,
         max_keys_per_tenant=max_keys_per_tenant,
         gap_edges=_quantile_edges(gaps[:: max(1, len(gaps) // 200_000)]),
         size_edges=_quantile_edges(sizes),
+        ahead_window=ahead_window if ahead_ranks else 0,
+        ahead_ranks=ahead_ranks,
     )
 
 

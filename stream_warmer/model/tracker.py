@@ -68,7 +68,8 @@ class CandidateTracker:
             ranks=spec.ranks, deltas=list(spec.deltas), size_unit=spec.size_unit,
             max_successors=spec.max_successors, max_keys_per_tenant=spec.max_keys_per_tenant,
             gap_edges=list(spec.gap_edges), size_edges=list(spec.size_edges),
-            offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()))
+            offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()),
+            ahead_window=spec.ahead_window, ahead_ranks=spec.ahead_ranks)
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""
@@ -122,11 +123,14 @@ class CandidateTracker:
         return Batch(_i64(cats, self._n_cats), _i64(masks, 2), _i64(group), _i64(pos),
                      tenants, cands)
 
-    def encode(self, events: Sequence[AccessEvent], keep_from: int
-               ) -> tuple[I64, I64, I64, I64, I64, Cands]:
+    def encode(self, events: Sequence[AccessEvent], keep_from: int, *, lead: int = 0,
+               horizon: int = 1) -> tuple[I64, I64, I64, I64, I64, Cands]:
         """A stream from this tracker's state: (cats (N, K), correct, present, target,
-        dense tenant index, candidates of the steps from ``keep_from``)."""
-        cats, correct, present, target, tenant, cands = self._native.encode(events, keep_from)
+        dense tenant index, candidates of the steps from ``keep_from``). A step's target
+        is the classes whose key the tenant asks for after ``lead`` more requests of the
+        stream and within its next ``horizon`` from then (native/src/ahead.rs)."""
+        cats, correct, present, target, tenant, cands = self._native.encode(
+            events, keep_from, lead, horizon)
         return (_i64(cats, self._n_cats), _i64(correct), _i64(present), _i64(target),
                 _i64(tenant), cands)
 

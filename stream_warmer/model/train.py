@@ -53,6 +53,12 @@ def multi_label_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Te
     return -right.sum() / valid.sum().clamp(min=1)
 
 
+def offline_delay(trainer: TrainerSettings) -> int:
+    """The delay a model trained outside a trainer round is trained for (the evaluator,
+    the benches): ``trainer.gate_delay`` when fixed, else 0 (no serve reports one)."""
+    return max(0, trainer.gate_delay)
+
+
 def build_config(spec: FeatureSpec, ms: ModelSettings) -> ModelConfig:
     """Model constructor arguments for a feature spec and the model settings."""
     return ModelConfig(cat_vocab=spec.cat_vocab, n_cats=len(spec.cat_sizes),
@@ -63,24 +69,27 @@ def build_config(spec: FeatureSpec, ms: ModelSettings) -> ModelConfig:
 
 
 def train_model(events: Sequence[AccessEvent], settings: Settings,
-                previous: Trained | None = None) -> Trained:
-    """Train on ``events`` (in stream order); see the module docstring."""
+                previous: Trained | None = None, *, delay: int = 0) -> Trained:
+    """Train on ``events`` (in stream order) for warms that land ``delay`` requests
+    after they are named; see the module docstring."""
     started = time.monotonic()
     trainer, ms, strategy = settings.trainer, settings.model, settings.strategy
     torch.manual_seed(trainer.seed)
     spec = previous.spec if previous is not None else fit_spec(
         events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,
         max_successors=strategy.markov_max_successors,
-        max_keys_per_tenant=strategy.markov_max_keys_per_tenant)
+        max_keys_per_tenant=strategy.markov_max_keys_per_tenant,
+        ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks)
     split = int(len(events) * (1.0 - trainer.val_fraction))
-    enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in))
+    enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in),
+                        lead=delay, horizon=trainer.horizon)
     config = build_config(spec, ms)
     model = WarmNet(config)
     if previous is not None and previous.model.config == config:
         model.load_state_dict(previous.model.state_dict(), strict=True)
     train_w, val_w = windows(tenant_sequences(enc), trainer.seq_len, split)
     best_val = _fit(model, enc, train_w, val_w, trainer=trainer, n_classes=spec.n_classes)
-    threshold, metrics = choose_threshold(model, enc, events, split, trainer)
+    threshold, metrics = choose_threshold(model, enc, events, split, trainer, delay=delay)
     metrics.update(val_loss=best_val, train_s=time.monotonic() - started,
                    train_windows=float(len(train_w)), events=float(len(events)))
     log.info("trained lstm: %s", {k: round(v, 4) for k, v in metrics.items()})

@@ -135,6 +135,13 @@ class TrainerSettings(Section):
     burn_in: int = Field(512, ge=0, le=1_000_000)
     n_deltas: int = Field(8, ge=0, le=256)
     ranks: int = Field(2, ge=1, le=8)
+    # lookahead (native/src/ahead.rs): candidate classes from a window successor table
+    # over each tenant's next ahead_window requests, and the training target: the
+    # classes asked for within `horizon` tenant requests once a warm would land
+    # (the round's delay: gate_delay)
+    ahead_window: int = Field(16, ge=1, le=256)
+    ahead_ranks: int = Field(2, ge=0, le=16)
+    horizon: int = Field(8, ge=1, le=4096)
     val_cache_frac: float = Field(0.01, gt=0, le=1)
     warm_budget_margin: float = Field(0.03, ge=0, lt=1)
     min_events: int = Field(1_000, ge=10, le=50_000_000)

@@ -297,9 +297,10 @@ def _next_keys(key: str, k: int) -> list[str]:
 
 
 def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:
-    """Train on ``train_events`` and return a fresh strategy (empty online state)."""
-    from stream_warmer.model.train import train_model
+    """Train on ``train_events`` and return a fresh strategy (empty online state), for
+    the delay ``trainer.gate_delay`` fixes (0 when it is -1: no serve to measure here)."""
+    from stream_warmer.model.train import offline_delay, train_model
 
-    trained = train_model(train_events, settings)
+    trained = train_model(train_events, settings, delay=offline_delay(settings.trainer))
     return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
                         version="fit")

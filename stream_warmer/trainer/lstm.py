@@ -54,14 +54,14 @@ def lstm_trainer(settings: Settings) -> TrainFn:
     from stream_warmer.model.train import train_model
     from stream_warmer.strategies.lstm import LstmStrategy
 
-    def train(events: Sequence[AccessEvent], live: Artifact | None) -> Candidate:
+    def train(events: Sequence[AccessEvent], live: Artifact | None, delay: int = 0) -> Candidate:
         previous = None
         if live is not None:
             try:
                 previous = unpack(live)
             except ModelError:
                 previous = None  # a bad live artifact never blocks training: from scratch
-        trained = train_model(list(events), settings, previous)
+        trained = train_model(list(events), settings, previous, delay=delay)
         strategy = LstmStrategy(
             trained.model, trained.spec, trained.threshold, settings.model, version="candidate"
         )

@@ -38,8 +38,9 @@ class Candidate:
     artifact: Artifact
 
 
-# train(train_events, live_artifact_or_None) -> Candidate (warm start when it can)
-TrainFn = Callable[[Sequence[AccessEvent], Artifact | None], Candidate]
+# train(train_events, live_artifact_or_None, delay) -> Candidate (warm start when it
+# can; for warms that land ``delay`` requests after they are named)
+TrainFn = Callable[[Sequence[AccessEvent], Artifact | None, int], Candidate]
 # load(artifact, version) -> strategy stamping ``version``; raises ModelError if bad
 LoadFn = Callable[[Artifact, str], WarmingStrategy]
 
@@ -72,7 +73,8 @@ class TrainingRound:
     train: TrainFn
     load: LoadFn
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
-    # the delay in requests the gate applies (``trainer.gate_delay``; -1 reads serve's)
+    # the delay in requests a round trains for and the gate applies
+    # (``trainer.gate_delay``; -1 reads serve's)
     serve_delay: Callable[[], int] = lambda: 0
 
     def __call__(self, frame: pd.DataFrame) -> RoundResult:
@@ -103,8 +105,9 @@ class TrainingRound:
                 "warm_start": live_update.version if live_update else None,
             },
         )
-        candidate = self.train(train_events, live_artifact)
-        gate = self._gate(train_events, holdout, candidate, live)
+        delay = self.settings.gate_delay if self.settings.gate_delay >= 0 else self.serve_delay()
+        candidate = self.train(train_events, live_artifact, delay)
+        gate = self._gate(train_events, holdout, candidate, live, delay)
         seconds = time.perf_counter() - started
         if not gate.passed:
             return RoundResult("rejected", len(frame), seconds, gate)
@@ -128,6 +131,7 @@ class TrainingRound:
         holdout: Sequence[AccessEvent],
         candidate: Candidate,
         live: WarmingStrategy | None,
+        delay: int,
     ) -> GateResult:
         baselines: dict[str, WarmingStrategy] = {
             name: build_baseline(name, self.strategy) for name in self.settings.gate_baselines
@@ -142,8 +146,7 @@ class TrainingRound:
             fracs=self.settings.gate_cache_fracs,
             margin=self.settings.promote_margin,
             warm_slack=self.settings.promote_warm_slack,
-            delay=(self.settings.gate_delay if self.settings.gate_delay >= 0
-                   else self.serve_delay()),
+            delay=delay,
         )
         m.TRAINER_GATE_HIT_RATIO.labels("candidate").set(gate.candidate.hit_ratio)
         if gate.live is not None:

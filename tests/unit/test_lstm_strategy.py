@@ -36,7 +36,7 @@ def settings() -> Settings:
         model=ModelSettings(embed_dim=8, hidden=16, layers=1, dropout=0.0, cpu_threads=1,
                             max_state_slots=8, budget_online=False),
         trainer=TrainerSettings(epochs=15, batch_size=16, seq_len=32, max_windows=64,
-                                val_fraction=0.2, burn_in=64),
+                                val_fraction=0.2, burn_in=64, horizon=1),
     )
 
 
@@ -57,6 +57,25 @@ def test_learns_both_the_scan_and_the_loop(settings: Settings, strategy: LstmStr
         total += 1
         right += bool(preds[i]) and preds[i][0].key == nxt.key
     assert right / total > 0.9
+
+
+def test_a_model_trained_for_a_delay_names_the_key_that_comes_after_its_warm_lands(
+        settings: Settings) -> None:
+    """Trained for warms that land 4 requests of the stream late (2 of the loop
+    tenant's), the model names the loop's key 3 steps on (an AHEAD class of the window
+    table), not the next one, which is asked for before the warm would land."""
+    late = settings.model_copy(update={"trainer": settings.trainer.model_copy(
+        update={"gate_delay": 4})})
+    strategy = fit_strategy(_stream(1200), late)
+    assert isinstance(strategy, LstmStrategy)
+    events = _stream(1600)
+    preds = list(LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+                 .predict_stream(events, 1))
+    loop = [i for i in range(1000, 1590) if events[i].tenant == "loop"]
+    right = sum(bool(preds[i]) and preds[i][0].key == events[i + 6].key for i in loop)
+    nxt = sum(bool(preds[i]) and preds[i][0].key == events[i + 2].key for i in loop)
+    assert right / len(loop) > 0.9
+    assert nxt / len(loop) < 0.1
 
 
 def test_predict_matches_predict_stream(settings: Settings, strategy: LstmStrategy) -> None:

@@ -4,10 +4,14 @@ Random streams with small table bounds (so eviction and replacement happen all t
 time), integer and string keys, keys at the int64 edge, sizes None/0/large, time going
 backwards; every step's inputs and candidates must be identical, in every entry point
 (``step``, ``step_batch``, ``encode``), and the pooled decode must pick the same keys
-with the same scores.
+with the same scores. The lookahead parts (window table, AHEAD classes, horizon
+targets: native/src/ahead.rs) are drawn too, and the targets checked against a
+direct reading of their definition.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from hypothesis import strategies as st
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.decode import choose
-from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.features import FeatureSpec, parse_key
 from stream_warmer.model.tracker import CandidateTracker
 from tests.reference_tracker import ReferenceTracker, reference_choose
 
@@ -37,7 +41,8 @@ SPECS = st.builds(FeatureSpec, ranks=st.integers(1, 3),
                   deltas=st.lists(st.integers(-3, 9), max_size=4, unique=True).map(tuple),
                   size_unit=st.sampled_from([1, 8, 512]), max_successors=st.integers(3, 4),
                   max_keys_per_tenant=st.integers(1, 6),
-                  gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)))
+                  gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)),
+                  ahead_window=st.integers(1, 5), ahead_ranks=st.integers(0, 3))
 
 
 @settings(max_examples=150, deadline=None)
@@ -56,9 +61,10 @@ def test_step_matches_the_reference(spec: FeatureSpec, events: list[AccessEvent]
 
 
 @settings(max_examples=80, deadline=None)
-@given(spec=SPECS, events=EVENTS, cut=st.integers(0, 120))
+@given(spec=SPECS, events=EVENTS, cut=st.integers(0, 120), lead=st.integers(0, 6),
+       horizon=st.integers(1, 4))
 def test_batch_and_encode_match_the_reference(spec: FeatureSpec, events: list[AccessEvent],
-                                              cut: int) -> None:
+                                              cut: int, lead: int, horizon: int) -> None:
     ref = ReferenceTracker(spec)
     steps = [ref.step(ev) for ev in events]
     cut = min(cut, len(events))
@@ -78,21 +84,63 @@ def test_batch_and_encode_match_the_reference(spec: FeatureSpec, events: list[Ac
             assert batch.tenants[g] == ev.tenant
             assert p == seen.get(ev.tenant, 0)
             seen[ev.tenant] = p + 1
-    cats_e, correct, present, target, tenant, cands = CandidateTracker(spec).encode(events, cut)
+    cats_e, correct, present, target, tenant, cands = CandidateTracker(spec).encode(
+        events, cut, lead=lead, horizon=horizon)
     assert cats_e.tolist() == cats.tolist()
     assert correct.tolist() == [s.correct for s in steps]
     assert present.tolist() == [s.present for s in steps]
     assert list(cands) == [s.cands for s in steps[cut:]]
-    nxt: dict[str, int] = {}
-    expected = [-1] * len(events)
-    for i in range(len(events) - 1, -1, -1):
-        j = nxt.get(events[i].tenant)
-        if j is not None:
-            expected[i] = steps[j].correct
-        nxt[events[i].tenant] = i
-    assert target.tolist() == expected
+    assert target.tolist() == _horizon_targets(events, steps, lead, horizon)
+    if (lead, horizon) == (0, 1):  # the one-step target: the next step's correct mask
+        nxt: dict[str, int] = {}
+        expected = [-1] * len(events)
+        for i in range(len(events) - 1, -1, -1):
+            j = nxt.get(events[i].tenant)
+            if j is not None:
+                expected[i] = steps[j].correct
+            nxt[events[i].tenant] = i
+        assert target.tolist() == expected
     order = list(dict.fromkeys(ev.tenant for ev in events))
     assert tenant.tolist() == [order.index(ev.tenant) for ev in events]
+
+
+def _horizon_targets(events: list[AccessEvent], steps: list[Any], lead: int, horizon: int
+                     ) -> list[int]:
+    """Step i's target read off its definition: the classes whose key the tenant asks
+    for after stream index i + lead, within its next ``horizon`` requests from there,
+    and not at or before i + lead (NO-WARM when none; -1 when the horizon never ends)."""
+    out = [-1] * len(events)
+    for i, ev in enumerate(events):
+        spoiled = right = seen = 0
+        for j in range(i + 1, len(events)):
+            if events[j].tenant != ev.tenant:
+                continue
+            key = parse_key(events[j].key)
+            bits = sum(1 << c for c, cand in enumerate(steps[i].cands) if cand == key)
+            if j <= i + lead:
+                spoiled |= bits
+            else:
+                right |= bits & ~spoiled
+                seen += 1
+                if seen == horizon:
+                    out[i] = right or 1
+                    break
+    return out
+
+
+def test_window_candidates_and_a_late_target_by_hand() -> None:
+    """A tenant cycling a0..a9: a0's one-step successor is a1, the window table's next
+    best a2, a3; a warm named at a0 lands two requests late, after a1 and a2, so the
+    class that named a3 is the one that was right."""
+    spec = FeatureSpec(ranks=1, ahead_window=4, ahead_ranks=2)
+    events = [AccessEvent("t", f"a{i % 10}", i) for i in range(60)]
+    _, _, present, target, _, cands = CandidateTracker(spec).encode(
+        events, 0, lead=2, horizon=1)
+    i = 50  # a0 again
+    assert cands[i][:2] == [None, "a1"]
+    assert cands[i][-2:] == ["a2", "a3"]
+    assert present[i] >> (spec.n_classes - 2) == 0b11
+    assert target[i] == 1 << (spec.n_classes - 1)  # a3's class alone
 
 
 def test_a_full_successor_table_replaces_the_latest_least_frequent() -> None:

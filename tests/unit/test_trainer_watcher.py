@@ -353,3 +353,22 @@ def test_serve_shows_the_watchers_metrics_on_its_own_page() -> None:
     text = metrics.render().decode()
     assert 'stream_warmer_model_updates_total{reason="unsigned",result="rejected"}' in text
     assert "stream_warmer_model_serving_info" in text and "stream_warmer_events_total" in text
+
+
+@pytest.mark.parametrize(("setting", "reported", "expected"), [(-1, 6, 6), (3, 6, 3)])
+def test_a_round_trains_for_the_delay_its_gate_judges_at(
+        publisher: MemPublisher, setting: int, reported: int, expected: int) -> None:
+    """One delay per round: serve's report (gate_delay -1) or the fixed setting, given
+    to the training and to the gate alike."""
+    seen: list[int] = []
+
+    def train(events: Any, live: Any, delay: int) -> Any:
+        seen.append(delay)
+        return train_delta(events, live, delay)
+
+    settings = TrainerSettings(min_events=100, gate_cache_fracs=(0.1,), gate_delay=setting)
+    rnd = TrainingRound(settings, StrategySettings(), publisher, train, load_delta,
+                        serve_delay=lambda: reported)
+    result = rnd(_frame(2000))
+    assert seen == [expected]
+    assert result.gate is not None and result.gate.metrics()["gate_delay"] == float(expected)

@@ -53,7 +53,7 @@ def load_delta(artifact: Artifact, version: str) -> DeltaStrategy:
     return DeltaStrategy(int(tensors["delta"][0]), version)
 
 
-def train_delta(events: Sequence[AccessEvent], live: Artifact | None) -> Candidate:
+def train_delta(events: Sequence[AccessEvent], live: Artifact | None, delay: int = 0) -> Candidate:
     """Fit the most common per-tenant key delta."""
     last: dict[str, int] = {}
     deltas: Counter[int] = Counter()
