@@ -152,12 +152,16 @@ def _spec(name: str, source: TraceSource, stats: TraceStats, settings: Settings,
     if name == "none":
         return StrategySpec(name, lambda: build_baseline("none", settings.strategy), ks=(1,))
     if name == "lstm":
-        return StrategySpec(name, _lstm_factory(source, stats, settings))
+        make = _lstm_factory(source, stats, settings)
+        return StrategySpec(name, lambda: make(0), for_delay=make)
     return StrategySpec(name, lambda: build_baseline(name, settings.strategy))
 
 
 def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
-                  ) -> Callable[[], WarmingStrategy]:
+                  ) -> Callable[[int], WarmingStrategy]:
+    """``make(delay)``: an lstm trained on the trace's first half for warms that land
+    ``delay`` requests late (``trainer.gate_delay`` instead when that is fixed, >= 0),
+    as serve's trainer trains for the delay serve measures; one training per delay."""
     try:
         lstm = importlib.import_module("stream_warmer.strategies.lstm")
     except ImportError as exc:
@@ -165,13 +169,15 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
         raise ModelError(msg) from exc
     fit = getattr(lstm, "fit_strategy", None)
     if fit is None:
-        msg = "stream_warmer.strategies.lstm has no fit_strategy(train_events, settings)"
+        msg = "stream_warmer.strategies.lstm has no fit_strategy(train_events, settings, delay)"
         raise ModelError(msg)
 
-    trained: list[WarmingStrategy] = []
+    trained: dict[int, WarmingStrategy] = {}
+    fixed = settings.trainer.gate_delay
 
-    def make() -> WarmingStrategy:  # trains once; later calls reuse the model if it can
-        fresh = getattr(trained[0], "fresh", None) if trained else None
+    def make(delay: int) -> WarmingStrategy:  # trains once per delay, then reuses it
+        delay = fixed if fixed >= 0 else delay
+        fresh = getattr(trained[delay], "fresh", None) if delay in trained else None
         if callable(fresh):
             again: WarmingStrategy = fresh()
             return again
@@ -179,9 +185,9 @@ def _lstm_factory(source: TraceSource, stats: TraceStats, settings: Settings
 
         train = list(islice(source.events(), stats.requests // 2))
         configure_torch_threads(settings.model.cpu_threads)  # training's threads
-        strategy: WarmingStrategy = fit(train, settings)
+        strategy: WarmingStrategy = fit(train, settings, delay=delay)
         configure_torch_threads(settings.model.infer_threads)  # the replay serves it
-        trained.append(strategy)
+        trained[delay] = strategy
         return strategy
 
     return make

@@ -74,6 +74,9 @@ class StrategySpec:
     name: str
     make: Callable[[], WarmingStrategy]
     ks: tuple[int, ...] | None = None  # only these k (e.g. ``none``: one k is enough)
+    # an instance made for a delay (the lstm: trained for warms that land that late);
+    # then each delay gets its own instances, else one instance feeds every delay
+    for_delay: Callable[[int], WarmingStrategy] | None = None
 
 
 @dataclass(slots=True)

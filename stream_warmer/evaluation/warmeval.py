@@ -45,6 +45,7 @@ counting pass.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -137,7 +138,7 @@ def evaluate(
     caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
     lanes, train_s = _lanes(specs, ks, caches, delays, warm_rates)
     times.read_s += _replay(source(), lanes, stats.requests // 2)
-    return _rows(trace, specs, lanes, train_s)
+    return _rows(trace, specs, lanes, train_s, fracs=fracs, delays=delays)
 
 
 def evaluate_events(
@@ -169,7 +170,10 @@ def evaluate_events(
 
 
 def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
-          train_s: dict[str, float]) -> list[EvalRow]:
+          train_s: dict[str, float], *, fracs: Sequence[float] = (),
+          delays: Sequence[int] = ()) -> list[EvalRow]:
+    """The lanes' rows in the order strategy, k, own before held, W, f, delay (f and
+    delay in the order given: a strategy trained per delay has a lane per delay)."""
     replay_s = dict.fromkeys(train_s, 0.0)
     for lane in lanes:
         replay_s[lane.name] += lane.replay_s
@@ -181,7 +185,11 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
         for c in caches
     ]
     order = {spec.name: i for i, spec in enumerate(specs)}
-    return sorted(rows, key=lambda r: (order[r.strategy], r.k, r.warm_rate is not None))
+    f_at = {f: i for i, f in enumerate(fracs)}
+    d_at = {d: i for i, d in enumerate(dict.fromkeys(delays))}
+    return sorted(rows, key=lambda r: (order[r.strategy], r.k, r.warm_rate is not None,
+                                       r.warm_rate or 0.0, f_at.get(r.cache_frac, 0),
+                                       d_at.get(r.delay, 0)))
 
 
 def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
@@ -215,31 +223,46 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
-    told the smallest capacity. Delays never need another instance (a strategy does
-    not see the cache): each lane feeds one cache per (f, delay). Also returns the
-    seconds each strategy took to build and size its instances (its ``train_s``).
+    told the smallest capacity. A strategy does not see the cache, so one instance
+    feeds one cache per (f, delay), unless its spec makes instances for a delay
+    (``for_delay``: the lstm, trained for it): then each delay has its own lanes. Also
+    returns the seconds each strategy took to build and size its instances (``train_s``).
     """
     lanes = []
     train_s: dict[str, float] = {}
     delays = list(dict.fromkeys(delays))
     for spec in specs:
         started = time.perf_counter()
-        ks = sorted(set(spec.ks or all_ks))
-        first = spec.make()
-        k_groups = [ks] if getattr(first, "nested_k", False) else [[k] for k in ks]
-        c_groups = [[c] for c in caches] if capacity_aware(first) else [caches]
-        made = [first] + [spec.make() for _ in range(len(k_groups) * len(c_groups) - 1)]
-        if len(c_groups) > 1 and any(s is first for s in made[1:]):
-            c_groups, made = [caches], made[: len(k_groups)]
-        pairs = [(kg, cg) for kg in k_groups for cg in c_groups]
-        for strategy, (kg, cg) in zip(made, pairs, strict=True):
-            strategy.set_cache_capacity(min(c for _, c in cg))
-            per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
-                      + [_Cache(f, LruSim(c, d), WarmRateGate(w)) for w in warm_rates
-                         for f, c in cg for d in delays]) for k in kg]
-            lanes.append(_Lane(spec.name, strategy, kg[-1], per_k))
+        for_delay = spec.for_delay
+        groups = ([(functools.partial(for_delay, d), [d]) for d in delays]
+                  if for_delay is not None else [(spec.make, delays)])
+        for make, dl in groups:
+            lanes.extend(_spec_lanes(spec, make, all_ks=all_ks, caches=caches, delays=dl,
+                                     warm_rates=warm_rates))
         train_s[spec.name] = train_s.get(spec.name, 0.0) + time.perf_counter() - started
     return lanes, train_s
+
+
+def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
+                all_ks: Sequence[int], caches: list[tuple[float, int]], delays: Sequence[int],
+                warm_rates: Sequence[float]) -> list[_Lane]:
+    """``_lanes`` for the instances ``make`` builds, feeding caches at ``delays``."""
+    ks = sorted(set(spec.ks or all_ks))
+    first = make()
+    k_groups = [ks] if getattr(first, "nested_k", False) else [[k] for k in ks]
+    c_groups = [[c] for c in caches] if capacity_aware(first) else [caches]
+    made = [first] + [make() for _ in range(len(k_groups) * len(c_groups) - 1)]
+    if len(c_groups) > 1 and any(s is first for s in made[1:]):
+        c_groups, made = [caches], made[: len(k_groups)]
+    lanes = []
+    for strategy, (kg, cg) in zip(made, [(kg, cg) for kg in k_groups for cg in c_groups],
+                                  strict=True):
+        strategy.set_cache_capacity(min(c for _, c in cg))
+        per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
+                  + [_Cache(f, LruSim(c, d), WarmRateGate(w)) for w in warm_rates
+                     for f, c in cg for d in delays]) for k in kg]
+        lanes.append(_Lane(spec.name, strategy, kg[-1], per_k))
+    return lanes
 
 
 def _timed(events: Iterable[AccessEvent], spent: list[float]) -> Iterator[AccessEvent]:

@@ -296,11 +296,13 @@ def _next_keys(key: str, k: int) -> list[str]:
     return [p.key for p in next_keys(key, k)]
 
 
-def fit_strategy(train_events: list[AccessEvent], settings: Settings) -> WarmingStrategy:
+def fit_strategy(train_events: list[AccessEvent], settings: Settings,
+                 delay: int | None = None) -> WarmingStrategy:
     """Train on ``train_events`` and return a fresh strategy (empty online state), for
-    the delay ``trainer.gate_delay`` fixes (0 when it is -1: no serve to measure here)."""
+    warms that land ``delay`` requests late (default: ``model.train.offline_delay``)."""
     from stream_warmer.model.train import offline_delay, train_model
 
-    trained = train_model(train_events, settings, delay=offline_delay(settings.trainer))
+    trained = train_model(train_events, settings,
+                          delay=offline_delay(settings.trainer) if delay is None else delay)
     return LstmStrategy(trained.model, trained.spec, trained.threshold, settings.model,
                         version="fit")

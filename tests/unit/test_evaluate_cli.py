@@ -24,7 +24,7 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.model import runtime
 from stream_warmer.settings import load_settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy
-from stream_warmer.strategies.baselines import Markov
+from stream_warmer.strategies.baselines import Markov, NoWarm
 
 
 @pytest.fixture
@@ -82,7 +82,8 @@ def test_lstm_missing_is_a_clear_error(tiny: Path, monkeypatch: pytest.MonkeyPat
 def test_lstm_is_fitted_on_the_first_half(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[AccessEvent]] = []
 
-    def fit_strategy(train: list[AccessEvent], _settings: object) -> WarmingStrategy:
+    def fit_strategy(train: list[AccessEvent], _settings: object, delay: int = 0
+                     ) -> WarmingStrategy:
         seen.append(train)
         return Markov()
 
@@ -159,7 +160,8 @@ class Slow(Markov):
 def fake_lstm(monkeypatch: pytest.MonkeyPatch, fit_s: float, pause: float) -> list[int]:
     """A stand-in ``stream_warmer.strategies.lstm`` (fit sleeps ``fit_s``) and a recorder
     of ``configure_torch_threads`` calls (no torch threads are changed)."""
-    def fit_strategy(_train: list[AccessEvent], _settings: object) -> WarmingStrategy:
+    def fit_strategy(_train: list[AccessEvent], _settings: object, delay: int = 0
+                     ) -> WarmingStrategy:
         time.sleep(fit_s)
         return Slow(pause)
 
@@ -231,3 +233,29 @@ def test_max_events_evaluates_a_prefix(tiny: Path, tmp_path: Path) -> None:
     assert main([*base, "--max-events", "1"]) == 1
     events = list(TraceSource("tiny", tiny, max_events=60).events())
     assert len(events) == 60 and events[-1].ts == 59
+
+
+def test_lstm_is_trained_for_each_delay_it_is_judged_at(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As serve's trainer trains for the delay serve measures: one training per --delay,
+    and a delay's rows come from its own model (here: one that warms nothing unless
+    trained for delay 0)."""
+    delays: list[int] = []
+
+    def fit_strategy(_train: list[AccessEvent], _settings: object, delay: int = 0
+                     ) -> WarmingStrategy:
+        delays.append(delay)
+        return Markov() if delay == 0 else NoWarm()
+
+    fake = types.ModuleType("stream_warmer.strategies.lstm")
+    fake.fit_strategy = fit_strategy  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "stream_warmer.strategies.lstm", fake)
+    rows = evaluate_trace(TraceSource("tiny", tiny), ["lstm"], [1], [0.5],
+                          load_settings(None, {}), delays=[0, 4])
+    assert delays == [0, 4]
+    assert [r.delay for r in rows] == [0, 4]
+    assert rows[0].warms_per_request > 0 and rows[1].warms_per_request == 0
+    fixed = load_settings(None, {"STREAM_WARMER_TRAINER__GATE_DELAY": "2"})
+    delays.clear()
+    evaluate_trace(TraceSource("tiny", tiny), ["lstm"], [1], [0.5], fixed, delays=[0, 4])
+    assert set(delays) == {2}  # a fixed trainer.gate_delay: every model trained for it
