@@ -187,8 +187,10 @@ class BatchSettings(Section):
 class PolicySettings(Section):
     """Between strategy and sinks: threshold, budgets, dedup, staleness."""
 
-    min_confidence: float = Field(0.05, ge=0.0, le=1.0)
-    adaptive_threshold: bool = True
+    # 0: each strategy's own threshold decides (the LSTM's trained one, pg's), as in
+    # `evaluate`; a second cut here starved the LSTM live (its threshold is ~0.01-0.04)
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    adaptive_threshold: bool = True  # raises min_confidence at low precision (inert at 0)
     tenant_budget_per_s: float = Field(1000.0, gt=0)
     global_budget_per_s: float = Field(50_000.0, gt=0)
     # a burst filter, of the order of the event-to-cache latency: once a warm has landed,

@@ -2,8 +2,10 @@
 
 Each observed access goes through the ``CandidateTracker`` (successor tables, deltas,
 features); the model advances the tenant's (h, c) slot over the steps not yet seen and
-scores the classes of the newest step; classes naming the same key pool their
-probability, and keys at or above the trained threshold are warmed, best first.
+scores the classes of every step; classes naming the same key pool their probability,
+and keys at or above the trained threshold are warmed, best first. Serve and the
+evaluator share that path (``predict_stream``): serve asks about every event of a
+micro-batch, as the evaluator does.
 Inference runs under ``torch.inference_mode()`` on the device chosen once here, with
 the host staging and the checked precision of ``model.runtime`` (pinned buffers and
 non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows).
@@ -42,6 +44,7 @@ class LstmStrategy(WarmingStrategy):
     """Streaming LSTM over per-tenant candidate features (see the module docstring)."""
 
     name = "lstm"
+    per_event = True  # the model steps every event anyway: each gets its prediction
 
     @property
     def nested_k(self) -> bool:
@@ -102,8 +105,24 @@ class LstmStrategy(WarmingStrategy):
         self._events.append(event)
 
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
-        """Up to ``k`` warms per window's tenant, for the key after its newest access."""
-        self._k = k  # the baselines' shadows warm as many (see ``_track``)
+        """Up to ``k`` warms for each window's newest access. Serve asks about every
+        event of a micro-batch (``per_event``): the accesses observed since the last call
+        go through ``predict_stream``, the evaluator's path, so each gets the prediction
+        the evaluator gives it. A window whose newest access is not among them is
+        answered from its tenant's newest step (observing the window first when the
+        tenant is new)."""
+        answers = self._answer(self._take_queued(), k)
+        out = [answers.get(id(w.events[-1])) if w.events else None for w in windows]
+        rest = [i for i, preds in enumerate(out) if preds is None]
+        for i, preds in zip(rest, self._newest([windows[i] for i in rest], k), strict=True):
+            out[i] = preds
+        return [preds or [] for preds in out]
+
+    def _newest(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
+        """Up to ``k`` warms per window's tenant at its newest step."""
+        if not windows:
+            return []
+        self._k = k
         self._track()
         tenants = [w.tenant for w in windows]
         picks = self._tracker.choose(tenants, k, self._threshold(), Prediction)
@@ -119,6 +138,12 @@ class LstmStrategy(WarmingStrategy):
                 if preds:
                     self.budget.warm(tenant, [p.key for p in preds])
         return out
+
+    def _answer(self, events: list[AccessEvent], k: int) -> dict[int, list[Prediction]]:
+        """``predict_stream`` over ``events``, by event identity (the engine hands back
+        the very objects it observed)."""
+        return {id(ev): preds for ev, preds in zip(events, self.predict_stream(events, k),
+                                                   strict=True)}
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
@@ -197,12 +222,18 @@ class LstmStrategy(WarmingStrategy):
             return list(cands.marks(i))
         return [str(c) for c in cands[i][1 : 1 + self._k] if c is not None]
 
-    def _track(self) -> None:
-        """Run the queued accesses through the tracker and the model (``predict``)."""
+    def _take_queued(self) -> list[AccessEvent]:
+        """The accesses observed since the last step, less those of tenants forgotten
+        since they were queued."""
         events, self._events = self._events, []
         if self._gone:  # forgotten since queued: drop what they did before
             gone, self._gone = self._gone, {}
             events = [ev for i, ev in enumerate(events) if i >= gone.get(ev.tenant, 0)]
+        return events
+
+    def _track(self) -> None:
+        """Run the queued accesses through the tracker and the model (before a stream)."""
+        events = self._take_queued()
         if not events:
             return
         batch = self._tracker.step_batch(events, keep=self.budget is not None,

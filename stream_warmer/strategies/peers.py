@@ -43,6 +43,7 @@ class PeerStrategy(WarmingStrategy):
     """
 
     nested_k = False  # the presence filter depends on what was named at this k
+    per_event = True  # a request's warms need only its key: serve asks about every event
 
     def __init__(self, lookahead: int) -> None:
         if lookahead < 1:

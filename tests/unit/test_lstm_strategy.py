@@ -242,6 +242,38 @@ def test_serve_path_matches_the_plain_computation(settings: Settings, k: int) ->
     assert [[p.key for p in ps] for ps in streamed] == [[key for key, _ in e] for e in expected]
 
 
+def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
+        settings: Settings) -> None:
+    """Serve asks about every event of a batch (``per_event``): each gets what
+    ``predict_stream`` (the evaluator) gives it, whatever the batch sizes."""
+    from stream_warmer.model.features import FeatureSpec
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.train import build_config
+
+    __import__("torch").manual_seed(3)
+    spec = FeatureSpec(deltas=(1, 2, -1), gap_edges=(0.5, 2.0), size_edges=(6.0, 8.0),
+                       ahead_window=4, ahead_ranks=2)
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    rng = random.Random(5)
+    events = [AccessEvent(tenant=f"t{rng.randrange(4)}", ts=2 * i,
+                          key=str(rng.randrange(30)) if rng.random() < 0.7 else str(50 + i))
+              for i in range(600)]
+    streamed = list(LstmStrategy(model, spec, 0.0, settings.model).predict_stream(events, 2))
+    serve = LstmStrategy(model, spec, 0.0, settings.model)
+    assert serve.per_event
+    i = 0
+    while i < len(events):
+        batch = events[i : i + rng.randrange(1, 40)]
+        for event in batch:
+            serve.observe(event)
+        got = serve.predict([Window(e.tenant, (e,)) for e in batch], 2)
+        for preds, expected in zip(got, streamed[i : i + len(batch)], strict=True):
+            assert [p.key for p in preds] == [p.key for p in expected]
+            assert [p.score for p in preds] == pytest.approx([p.score for p in expected],
+                                                             abs=1e-5)
+        i += len(batch)
+
+
 @pytest.mark.parametrize(("key", "expected"), [
     ("41", ["42", "43"]), ("²", []), ("١٢", []), ("user:1", []),
 ])
