@@ -69,6 +69,8 @@ class LstmStrategy(WarmingStrategy):
         self._slots = TenantSlots(StateSlots(model.config.layers, settings.max_state_slots,
                                              model.config.hidden, self.device), self._evicted)
         self._events: list[AccessEvent] = []  # observed, not yet tracked (``_track``)
+        # the newest micro-batch's answers, by event identity (``predict``)
+        self._answers: dict[int, tuple[AccessEvent, list[Prediction]]] = {}
         self._gone: dict[str, int] = {}  # forgotten tenant -> queued events then
         self.settings = settings
         self.budget: WarmBudget | None = None
@@ -111,8 +113,14 @@ class LstmStrategy(WarmingStrategy):
         the evaluator gives it. A window whose newest access is not among them is
         answered from its tenant's newest step (observing the window first when the
         tenant is new)."""
-        answers = self._answer(self._take_queued(), k)
-        out = [answers.get(id(w.events[-1])) if w.events else None for w in windows]
+        queued = self._take_queued()
+        if queued:  # a new micro-batch (a flush may ask in several chunks of tenants)
+            self._answers = self._answer(queued, k)
+        answers = self._answers
+        out: list[list[Prediction] | None] = []
+        for w in windows:
+            hit = answers.get(id(w.events[-1])) if w.events else None
+            out.append(hit[1] if hit is not None and hit[0] is w.events[-1] else None)
         rest = [i for i, preds in enumerate(out) if preds is None]
         for i, preds in zip(rest, self._newest([windows[i] for i in rest], k), strict=True):
             out[i] = preds
@@ -139,11 +147,13 @@ class LstmStrategy(WarmingStrategy):
                     self.budget.warm(tenant, [p.key for p in preds])
         return out
 
-    def _answer(self, events: list[AccessEvent], k: int) -> dict[int, list[Prediction]]:
+    def _answer(self, events: list[AccessEvent], k: int
+                ) -> dict[int, tuple[AccessEvent, list[Prediction]]]:
         """``predict_stream`` over ``events``, by event identity (the engine hands back
-        the very objects it observed)."""
-        return {id(ev): preds for ev, preds in zip(events, self.predict_stream(events, k),
-                                                   strict=True)}
+        the very objects it observed; the event is kept beside its answer, so an id
+        reused by a later object never matches)."""
+        return {id(ev): (ev, preds) for ev, preds in zip(events, self.predict_stream(events, k),
+                                                         strict=True)}
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
