@@ -299,8 +299,9 @@ def plots() -> None:
     held = _load(DOCS / "at-spend.json")
     for name, rows, d in (("iso-warm", _load(DOCS / "iso-warm.json"), 0),
                           ("delay", _load(DOCS / "delay.json"), 16)):
-        picked = [r for r in rows + held if r.get("delay", 0) == d and r["k"] == 1
-                  and any(o["trace"] == r["trace"] for o in rows)]
+        traces = {r["trace"] for r in rows}
+        picked = [r for r in rows + held
+                  if r.get("delay", 0) == d and r["k"] == 1 and r["trace"] in traces]
         plot_rows([EvalRow(**r) for r in picked], DOCS / f"{name}.png")
 
 
