@@ -634,16 +634,27 @@ impl Cands {
     /// Per step: up to `k` `(key, pooled probability)` best first from `probs`
     /// (N rows of `n_classes` float32). Keys as str with `as_str` (scores then capped
     /// at 1, and `threshold` applies to the capped score), else as the parsed key.
-    #[pyo3(signature = (probs, k, as_str=false, threshold=None, make=None))]
+    /// With `steps`, only those steps, in that order: `probs` then holds their rows.
+    #[pyo3(signature = (probs, k, as_str=false, threshold=None, make=None, steps=None))]
+    #[allow(clippy::too_many_arguments)]
     fn choose<'py>(&self, py: Python<'py>, probs: &[u8], k: usize, as_str: bool,
-                   threshold: Option<f64>, make: Option<&Bound<'py, PyAny>>
-                   ) -> PyResult<Bound<'py, PyList>> {
+                   threshold: Option<f64>, make: Option<&Bound<'py, PyAny>>,
+                   steps: Option<Vec<usize>>) -> PyResult<Bound<'py, PyList>> {
         let rows = f32_rows(probs, self.n_classes)?;
-        if rows.len() != self.cands.len() {
+        let n_rows = rows.len() / self.n_classes;
+        let n_steps = self.__len__();
+        if let Some(steps) = &steps {
+            if steps.len() != n_rows || steps.iter().any(|&i| i >= n_steps) {
+                return Err(PyValueError::new_err("one row of probabilities per step asked, \
+                                                  each step in range"));
+            }
+        } else if n_rows != n_steps {
             return Err(PyValueError::new_err("one row of probabilities per step"));
         }
         let out = PyList::empty(py);
-        for (row, cands) in rows.chunks_exact(self.n_classes).zip(self.cands.chunks_exact(self.n_classes)) {
+        for (j, row) in rows.chunks_exact(self.n_classes).enumerate() {
+            let i = steps.as_ref().map_or(j, |s| s[j]);
+            let cands = &self.cands[i * self.n_classes..(i + 1) * self.n_classes];
             out.append(picks_to_py(py, &pooled_top(row, cands, k), as_str, as_str, threshold, true,
                                    make)?)?;
         }

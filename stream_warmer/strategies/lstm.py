@@ -69,8 +69,7 @@ class LstmStrategy(WarmingStrategy):
         self._slots = TenantSlots(StateSlots(model.config.layers, settings.max_state_slots,
                                              model.config.hidden, self.device), self._evicted)
         self._events: list[AccessEvent] = []  # observed, not yet tracked (``_track``)
-        # the newest micro-batch's answers, by event identity (``predict``)
-        self._answers: dict[int, tuple[AccessEvent, list[Prediction]]] = {}
+        self._batch = _Batch()  # the newest micro-batch, scored (``predict``)
         self._gone: dict[str, int] = {}  # forgotten tenant -> queued events then
         self.settings = settings
         self.budget: WarmBudget | None = None
@@ -109,18 +108,14 @@ class LstmStrategy(WarmingStrategy):
     def predict(self, windows: Sequence[Window], k: int) -> list[list[Prediction]]:
         """Up to ``k`` warms for each window's newest access. Serve asks about every
         event of a micro-batch (``per_event``): the accesses observed since the last call
-        go through ``predict_stream``, the evaluator's path, so each gets the prediction
-        the evaluator gives it. A window whose newest access is not among them is
-        answered from its tenant's newest step (observing the window first when the
-        tenant is new)."""
+        are scored as ``predict_stream`` scores them, the evaluator's path, so each gets
+        the prediction the evaluator gives it; warms are chosen only for the events
+        asked about. A window whose newest access is not among them is answered from
+        its tenant's newest step (observing the window first when the tenant is new)."""
         queued = self._take_queued()
         if queued:  # a new micro-batch (a flush may ask in several chunks of tenants)
-            self._answers = self._answer(queued, k)
-        answers = self._answers
-        out: list[list[Prediction] | None] = []
-        for w in windows:
-            hit = answers.get(id(w.events[-1])) if w.events else None
-            out.append(hit[1] if hit is not None and hit[0] is w.events[-1] else None)
+            self._batch = self._score_batch(queued, k)
+        out = self._batch.answer(windows, k, self.threshold)
         rest = [i for i, preds in enumerate(out) if preds is None]
         for i, preds in zip(rest, self._newest([windows[i] for i in rest], k), strict=True):
             out[i] = preds
@@ -147,27 +142,38 @@ class LstmStrategy(WarmingStrategy):
                     self.budget.warm(tenant, [p.key for p in preds])
         return out
 
-    def _answer(self, events: list[AccessEvent], k: int
-                ) -> dict[int, tuple[AccessEvent, list[Prediction]]]:
-        """``predict_stream`` over ``events``, by event identity (the engine hands back
-        the very objects it observed; the event is kept beside its answer, so an id
-        reused by a later object never matches)."""
-        return {id(ev): (ev, preds) for ev, preds in zip(events, self.predict_stream(events, k),
-                                                         strict=True)}
-
-    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
-        """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
+    def _score_batch(self, events: list[AccessEvent], k: int) -> _Batch:
+        """A micro-batch's events scored (with the budget: answered in order, as
+        ``predict_stream`` does, since each request moves its threshold)."""
+        batch = _Batch()
+        if self.budget is not None:
+            batch.add_answers(events, list(self.predict_stream(events, k)))
+            return batch
         self._k = k
         self._track()
+        for chunk, cands, rows in self._scored(events):
+            batch.add_scored(chunk, cands, rows)
+        return batch
+
+    def _scored(self, events: Iterable[AccessEvent]
+                ) -> Iterator[tuple[list[AccessEvent], Cands, np.ndarray]]:
+        """Each chunk of ``self.chunk`` events observed, stepped and scored: the
+        chunk, its candidates, its class probabilities (N, C) in event order."""
         it = iter(events)
-        budget = self.budget
         while chunk := list(islice(it, self.chunk)):
             batch = self._tracker.step_batch(chunk, keep=True, marks_k=self._marks_k())
             rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
             for sel, probs in self._advance(batch):
                 rows[sel] = probs
-            cands = batch.cands
-            assert cands is not None
+            assert batch.cands is not None
+            yield chunk, batch.cands, rows
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
+        self._k = k
+        self._track()
+        budget = self.budget
+        for chunk, cands, rows in self._scored(events):
             if budget is None:
                 yield from cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold,
                                         make=Prediction)
@@ -322,6 +328,57 @@ class LstmStrategy(WarmingStrategy):
                 newest_probs = probs[newest]
         self._tracker.set_probs(group, newest_probs)
         return probs
+
+
+class _Batch:
+    """The newest micro-batch's events by identity, each with its scored step (warms
+    chosen when its window is asked about) or its answer (with the online budget).
+    The engine hands back the very objects it observed; each entry keeps its event,
+    so an id reused by a later object never matches."""
+
+    def __init__(self) -> None:
+        self._where: dict[int, tuple[AccessEvent, int, int]] = {}  # id -> (event, part, row)
+        self._parts: list[tuple[Cands, np.ndarray] | list[list[Prediction]]] = []
+
+    def add_scored(self, events: list[AccessEvent], cands: Cands, rows: np.ndarray) -> None:
+        self._add(events)
+        self._parts.append((cands, rows))
+
+    def add_answers(self, events: list[AccessEvent], answers: list[list[Prediction]]) -> None:
+        self._add(events)
+        self._parts.append(answers)
+
+    def _add(self, events: list[AccessEvent]) -> None:
+        part, where = len(self._parts), self._where
+        for i, ev in enumerate(events):
+            where[id(ev)] = (ev, part, i)
+
+    def answer(self, windows: Sequence[Window], k: int, threshold: float
+               ) -> list[list[Prediction] | None]:
+        """Up to ``k`` warms for each window whose newest event is in the batch (None
+        for the others), from one ``choose`` per part over the asked rows only."""
+        out: list[list[Prediction] | None] = [None] * len(windows)
+        asked: dict[int, tuple[list[int], list[int]]] = {}  # part -> (window ix, rows)
+        where = self._where
+        for i, w in enumerate(windows):
+            if not w.events:
+                continue
+            hit = where.get(id(w.events[-1]))
+            if hit is not None and hit[0] is w.events[-1]:
+                ix, rows = asked.setdefault(hit[1], ([], []))
+                ix.append(i)
+                rows.append(hit[2])
+        for part, (ix, rows) in asked.items():
+            scored = self._parts[part]
+            if isinstance(scored, list):
+                picks = [scored[r] for r in rows]
+            else:
+                cands, probs = scored
+                picks = cands.choose(probs[rows].tobytes(), k, as_str=True, threshold=threshold,
+                                     make=Prediction, steps=rows)
+            for i, preds in zip(ix, picks, strict=True):
+                out[i] = preds
+        return out
 
 
 def _softmax(logits: torch.Tensor) -> torch.Tensor:

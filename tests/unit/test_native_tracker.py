@@ -179,7 +179,13 @@ def test_choose_matches_the_reference_pooling(spec: FeatureSpec, events: list[Ac
     batch = CandidateTracker(spec).step_batch(events, keep=True)
     assert batch.cands is not None
     assert choose(probs, batch.cands, k) == expected
-    # serve's decode: the tenant's newest step, str keys, threshold before the cap
+    # serve's decode of the steps asked about: those rows only, in the order asked
+    asked = sorted(rng.choice(len(events), size=(len(events) + 1) // 2, replace=False),
+                   reverse=True)
+    full = batch.cands.choose(probs.tobytes(), k, as_str=True, threshold=0.2)
+    assert batch.cands.choose(probs[asked].tobytes(), k, as_str=True, threshold=0.2,
+                              steps=[int(i) for i in asked]) == [full[i] for i in asked]
+    # the tenant's newest step, str keys, threshold before the cap
     native = CandidateTracker(spec)
     native.step_batch(events)
     tenants = list(dict.fromkeys(ev.tenant for ev in events))
@@ -209,6 +215,12 @@ def test_bad_probabilities_are_refused() -> None:
     native.step(AccessEvent(tenant="t", key="1", ts=0))
     with pytest.raises(ValueError, match="one row"):
         native.set_probs(["t", "u"], np.zeros((1, FeatureSpec().n_classes), np.float32))
+    cands = native.step_batch([AccessEvent(tenant="t", key="2", ts=1)], keep=True).cands
+    assert cands is not None
+    row = np.zeros((1, FeatureSpec().n_classes), np.float32).tobytes()
+    for steps in ([1], [0, 0]):  # out of range; more steps than rows
+        with pytest.raises(ValueError, match="one row"):
+            cands.choose(row, 1, steps=steps)
 
 
 def test_memory_is_reported_and_bounded_by_the_table_bounds() -> None:
