@@ -21,30 +21,40 @@ use crate::Key;
 /// A tenant's recent keys and window successor table.
 #[derive(Default)]
 pub(crate) struct Ahead {
-    recent: VecDeque<Key>,
+    /// the last `window` keys, oldest first, each with whether it occurs again later
+    /// in the window (then only that later place counts)
+    recent: VecDeque<(Key, bool)>,
     pub(crate) table: Table,
 }
 
 impl Ahead {
-    /// `key` was asked for: each distinct other key of the last `window` counts it.
+    /// `key` was asked for: each distinct other key of the last `window` counts it,
+    /// oldest first (one pass: a key's earlier places are marked as it recurs).
     pub(crate) fn observe(&mut self, key: &Key, window: usize, max_keys: usize, max_succ: usize) {
         if window == 0 {
             return;
         }
-        for (i, prev) in self.recent.iter().enumerate() {
-            if prev == key || self.recent.iter().skip(i + 1).any(|p| p == prev) {
-                continue; // itself, or counted at its newest place in the window
+        let mut again = None; // key's newest earlier place: it now occurs later
+        for (i, (prev, later)) in self.recent.iter().enumerate() {
+            if prev == key {
+                if !*later {
+                    again = Some(i);
+                }
+            } else if !*later {
+                self.table.learn(prev.clone(), key, max_keys, max_succ);
             }
-            self.table.learn(prev.clone(), key, max_keys, max_succ);
         }
-        self.recent.push_back(key.clone());
+        if let Some(i) = again {
+            self.recent[i].1 = true;
+        }
+        self.recent.push_back((key.clone(), false));
         if self.recent.len() > window {
             self.recent.pop_front();
         }
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.table.bytes() + self.recent.capacity() * std::mem::size_of::<Key>()
+        self.table.bytes() + self.recent.capacity() * std::mem::size_of::<(Key, bool)>()
     }
 }
 

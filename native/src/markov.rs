@@ -123,7 +123,7 @@ impl Markov {
         let Some(t) = self.tenants.get(tenant) else {
             return Ok(Vec::new());
         };
-        Ok(t.table.rows_lru_first()
+        Ok(t.table.rows_lru_first().into_iter()
             .map(|(k, r)| (k.to_pystr(py), r.succ.iter().map(|(s, n)| (s.to_pystr(py), *n)).collect()))
             .collect())
     }

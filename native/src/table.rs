@@ -25,8 +25,12 @@ pub(crate) struct Row {
 pub(crate) struct Table {
     rows: FxHashMap<Key, Row>,
     /// (use stamp, key), least recently used first; an entry whose stamp is no longer
-    /// its row's is stale and skipped (compacted once stale entries outnumber rows)
+    /// its row's is stale and skipped (compacted once stale entries outnumber rows).
+    /// Kept only once the table has been full (`ordered`): before that only the rows'
+    /// stamps move, and the order is built from them the first time a key is evicted
+    /// (the same order: each touch takes a new, larger stamp).
     order: VecDeque<(u64, Key)>,
+    ordered: bool,
     clock: u64,
 }
 
@@ -52,12 +56,16 @@ impl Table {
             row.used = stamp;
             row.total += 1;
             count(&mut row.succ, key, max_succ);
-            self.order.push_back((stamp, prev));
+            if self.ordered {
+                self.order.push_back((stamp, prev));
+            }
         } else {
             if self.rows.len() >= max_keys {
                 self.evict_lru();
             }
-            self.order.push_back((stamp, prev.clone()));
+            if self.ordered {
+                self.order.push_back((stamp, prev.clone()));
+            }
             self.rows.insert(prev, Row { used: stamp, total: 1, succ: vec![(key.clone(), 1)] });
         }
         self.compact();
@@ -67,7 +75,9 @@ impl Table {
     pub(crate) fn put(&mut self, key: Key, succ: Vec<(Key, i64)>, total: i64, max_keys: usize) {
         self.clock += 1;
         let stamp = self.clock;
-        self.order.push_back((stamp, key.clone()));
+        if self.ordered {
+            self.order.push_back((stamp, key.clone()));
+        }
         self.rows.insert(key, Row { used: stamp, total, succ });
         while self.rows.len() > max_keys {
             self.evict_lru();
@@ -81,13 +91,24 @@ impl Table {
     }
 
     /// The rows, least recently used first.
-    pub(crate) fn rows_lru_first(&self) -> impl Iterator<Item = (&Key, &Row)> {
+    pub(crate) fn rows_lru_first(&self) -> Vec<(&Key, &Row)> {
+        if !self.ordered {
+            let mut rows: Vec<(&Key, &Row)> = self.rows.iter().collect();
+            rows.sort_unstable_by_key(|(_, r)| r.used);
+            return rows;
+        }
         self.order.iter().filter_map(|(s, k)| {
             self.rows.get_key_value(k).filter(|(_, r)| r.used == *s)
-        })
+        }).collect()
     }
 
     fn evict_lru(&mut self) {
+        if !self.ordered {
+            let mut order: Vec<(u64, Key)> = self.rows.iter().map(|(k, r)| (r.used, k.clone())).collect();
+            order.sort_unstable_by_key(|e| e.0);
+            self.order = order.into();
+            self.ordered = true;
+        }
         while let Some((s, k)) = self.order.pop_front() {
             if self.rows.get(&k).is_some_and(|r| r.used == s) {
                 self.rows.remove(&k);
@@ -97,7 +118,7 @@ impl Table {
     }
 
     fn compact(&mut self) {
-        if self.order.len() > 2 * self.rows.len() + 64 {
+        if self.ordered && self.order.len() > 2 * self.rows.len() + 64 {
             let rows = &self.rows;
             self.order.retain(|(s, k)| rows.get(k).is_some_and(|r| r.used == *s));
         }

@@ -4,8 +4,9 @@ Each observed access goes through the ``CandidateTracker`` (successor tables, de
 features); the model advances the tenant's (h, c) slot over the steps not yet seen and
 scores the classes of every step; classes naming the same key pool their probability,
 and keys at or above the trained threshold are warmed, best first. Serve and the
-evaluator share that path (``predict_stream``): serve asks about every event of a
-micro-batch, as the evaluator does.
+evaluator share that path (``_scored``): the evaluator's ``predict_stream`` chooses
+warms for every event, serve for the events of a micro-batch it asks about
+(``strategies.scored``).
 Inference runs under ``torch.inference_mode()`` on the device chosen once here, with
 the host staging and the checked precision of ``model.runtime`` (pinned buffers and
 non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows).
@@ -38,6 +39,7 @@ from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov, next_keys
+from stream_warmer.strategies.scored import ScoredBatch, probabilities, softmax_rows
 
 
 class LstmStrategy(WarmingStrategy):
@@ -69,7 +71,7 @@ class LstmStrategy(WarmingStrategy):
         self._slots = TenantSlots(StateSlots(model.config.layers, settings.max_state_slots,
                                              model.config.hidden, self.device), self._evicted)
         self._events: list[AccessEvent] = []  # observed, not yet tracked (``_track``)
-        self._batch = _Batch()  # the newest micro-batch, scored (``predict``)
+        self._batch = ScoredBatch()  # the newest micro-batch, scored (``predict``)
         self._gone: dict[str, int] = {}  # forgotten tenant -> queued events then
         self.settings = settings
         self.budget: WarmBudget | None = None
@@ -142,29 +144,29 @@ class LstmStrategy(WarmingStrategy):
                     self.budget.warm(tenant, [p.key for p in preds])
         return out
 
-    def _score_batch(self, events: list[AccessEvent], k: int) -> _Batch:
+    def _score_batch(self, events: list[AccessEvent], k: int) -> ScoredBatch:
         """A micro-batch's events scored (with the budget: answered in order, as
         ``predict_stream`` does, since each request moves its threshold)."""
-        batch = _Batch()
+        batch = ScoredBatch()
         if self.budget is not None:
             batch.add_answers(events, list(self.predict_stream(events, k)))
             return batch
         self._k = k
         self._track()
-        for chunk, cands, rows in self._scored(events):
-            batch.add_scored(chunk, cands, rows)
+        for chunk, cands, logits in self._scored(events):
+            batch.add_scored(chunk, cands, logits)
         return batch
 
     def _scored(self, events: Iterable[AccessEvent]
                 ) -> Iterator[tuple[list[AccessEvent], Cands, np.ndarray]]:
         """Each chunk of ``self.chunk`` events observed, stepped and scored: the
-        chunk, its candidates, its class probabilities (N, C) in event order."""
+        chunk, its candidates, its class logits (N, C) in event order."""
         it = iter(events)
         while chunk := list(islice(it, self.chunk)):
             batch = self._tracker.step_batch(chunk, keep=True, marks_k=self._marks_k())
             rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
-            for sel, probs in self._advance(batch):
-                rows[sel] = probs
+            for sel, logits in self._advance(batch):
+                rows[sel] = logits
             assert batch.cands is not None
             yield chunk, batch.cands, rows
 
@@ -173,7 +175,8 @@ class LstmStrategy(WarmingStrategy):
         self._k = k
         self._track()
         budget = self.budget
-        for chunk, cands, rows in self._scored(events):
+        for chunk, cands, logits in self._scored(events):
+            rows = probabilities(logits)
             if budget is None:
                 yield from cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold,
                                         make=Prediction)
@@ -278,8 +281,9 @@ class LstmStrategy(WarmingStrategy):
                  ) -> list[tuple[npt.NDArray[np.bool_] | slice, np.ndarray]]:
         """Run each tenant's steps of ``batch`` from its slot state, in groups of at most
         the slot capacity; the tracker keeps each tenant's newest probabilities. Per
-        group: (its events' rows in the batch, probabilities (N_group, C) of its events
-        in batch order, or (B_group, C) at each tenant's newest step with ``last_only``)."""
+        group: (its events' rows in the batch, logits (N_group, C) of its events in
+        batch order, or probabilities (B_group, C) at each tenant's newest step with
+        ``last_only``)."""
         cap, n = self._slots.capacity, len(batch.tenants)
         if n <= cap:
             return [(slice(None), self._advance_group(
@@ -321,72 +325,13 @@ class LstmStrategy(WarmingStrategy):
                 check.compare(ref, cand)  # (B, C) each
             states.write(slots, h, c)
             if last_only:  # the serve path
-                probs = stage.to_host("probs", _softmax(logits.float()))  # (B, C)
+                probs = stage.to_host("probs", softmax_rows(logits.float()))  # (B, C)
                 newest_probs = probs
-            else:
-                probs = stage.to_host("probs", torch.softmax(logits.float(), dim=-1))  # (N, C)
-                newest_probs = probs[newest]
+            else:  # every step: logits, softmax only where asked (``probabilities``)
+                probs = stage.to_host("logits", logits.float())  # (N, C)
+                newest_probs = probabilities(probs[newest])
         self._tracker.set_probs(group, newest_probs)
         return probs
-
-
-class _Batch:
-    """The newest micro-batch's events by identity, each with its scored step (warms
-    chosen when its window is asked about) or its answer (with the online budget).
-    The engine hands back the very objects it observed; each entry keeps its event,
-    so an id reused by a later object never matches."""
-
-    def __init__(self) -> None:
-        self._where: dict[int, tuple[AccessEvent, int, int]] = {}  # id -> (event, part, row)
-        self._parts: list[tuple[Cands, np.ndarray] | list[list[Prediction]]] = []
-
-    def add_scored(self, events: list[AccessEvent], cands: Cands, rows: np.ndarray) -> None:
-        self._add(events)
-        self._parts.append((cands, rows))
-
-    def add_answers(self, events: list[AccessEvent], answers: list[list[Prediction]]) -> None:
-        self._add(events)
-        self._parts.append(answers)
-
-    def _add(self, events: list[AccessEvent]) -> None:
-        part, where = len(self._parts), self._where
-        for i, ev in enumerate(events):
-            where[id(ev)] = (ev, part, i)
-
-    def answer(self, windows: Sequence[Window], k: int, threshold: float
-               ) -> list[list[Prediction] | None]:
-        """Up to ``k`` warms for each window whose newest event is in the batch (None
-        for the others), from one ``choose`` per part over the asked rows only."""
-        out: list[list[Prediction] | None] = [None] * len(windows)
-        asked: dict[int, tuple[list[int], list[int]]] = {}  # part -> (window ix, rows)
-        where = self._where
-        for i, w in enumerate(windows):
-            if not w.events:
-                continue
-            hit = where.get(id(w.events[-1]))
-            if hit is not None and hit[0] is w.events[-1]:
-                ix, rows = asked.setdefault(hit[1], ([], []))
-                ix.append(i)
-                rows.append(hit[2])
-        for part, (ix, rows) in asked.items():
-            scored = self._parts[part]
-            if isinstance(scored, list):
-                picks = [scored[r] for r in rows]
-            else:
-                cands, probs = scored
-                picks = cands.choose(probs[rows].tobytes(), k, as_str=True, threshold=threshold,
-                                     make=Prediction, steps=rows)
-            for i, preds in zip(ix, picks, strict=True):
-                out[i] = preds
-        return out
-
-
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim, written out: for a head of a few classes, torch's
-    kernel took 0.4 ms at batch 1,024 on one CPU thread, this 0.1 ms (equal to it within
-    1 ulp; the evaluator's replay keeps ``torch.softmax``, so its rows do not move)."""
-    e = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
-    return e / e.sum(dim=-1, keepdim=True)
 
 
 def _next_keys(key: str, k: int) -> list[str]:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet, lstm_plan
 
 
 def _cfg(**kw: object) -> ModelConfig:
@@ -67,9 +69,11 @@ def test_streaming_equals_window_mode() -> None:
             assert torch.allclose(streamed, window, atol=1e-5)
 
 
-def test_ragged_rows_equal_each_row_run_alone() -> None:
+@pytest.mark.parametrize("lens", [[6, 1, 3, 6, 2],  # a call per distinct length
+                                  [2, 9, 3, 4, 17, 5, 6, 7, 8]])  # by powers of two
+def test_ragged_rows_equal_each_row_run_alone(lens: list[int]) -> None:
     model = _model()
-    lens = np.array([6, 1, 3, 6, 2])
+    lens = np.array(lens)
     b, total = len(lens), int(lens.sum())
     cats, bits = _inputs(1, total, seed=3)
     cats, bits = cats[0], bits[0]  # (N, K), (N, n_bits): steps of all rows, interleaved
@@ -94,6 +98,20 @@ def test_ragged_rows_equal_each_row_run_alone() -> None:
             assert torch.allclose(newest[r], alone[0, -1], atol=1e-6)
             assert torch.allclose(h[:, r], ha[:, 0], atol=1e-6)
             assert torch.allclose(c[:, r], ca[:, 0], atol=1e-6)
+
+
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=40))
+def test_an_lstm_plan_covers_every_row_once_in_order(lens: list[int]) -> None:
+    arr = np.array(lens, dtype=np.int64)
+    at = np.zeros(len(lens), dtype=np.int64)
+    plan = lstm_plan(arr)
+    for rows, size in plan:
+        assert size >= 1 and len(rows) == len(set(rows.tolist())) >= 1
+        at[rows] += size
+        assert np.all(at <= arr)
+    assert np.array_equal(at, arr)
+    bound = 1 + max(int(arr.max() - arr.min()), 1).bit_length()
+    assert len(plan) <= min(len(set(lens)), bound)
 
 
 def test_streaming_refuses_bidirectional_and_attention() -> None:
