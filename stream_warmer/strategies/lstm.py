@@ -153,29 +153,33 @@ class LstmStrategy(WarmingStrategy):
             return batch
         self._k = k
         self._track()
-        for chunk, cands, logits in self._scored(events):
-            batch.add_scored(chunk, cands, logits)
+        for chunk, cands, logits, known in self._scored(events):
+            batch.add_scored(chunk, cands, logits, known)
         return batch
 
     def _scored(self, events: Iterable[AccessEvent]
-                ) -> Iterator[tuple[list[AccessEvent], Cands, np.ndarray]]:
+                ) -> Iterator[tuple[list[AccessEvent], Cands, np.ndarray, np.ndarray]]:
         """Each chunk of ``self.chunk`` events observed, stepped and scored: the
-        chunk, its candidates, its class logits (N, C) in event order."""
+        chunk, its candidates, its class logits (N, C) in event order, and the
+        probabilities already taken (N, C; NaN rows where not: each tenant's newest
+        step has them, for the tracker)."""
         it = iter(events)
         while chunk := list(islice(it, self.chunk)):
             batch = self._tracker.step_batch(chunk, keep=True, marks_k=self._marks_k())
-            rows = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
-            for sel, logits in self._advance(batch):
-                rows[sel] = logits
+            logits = np.zeros((len(chunk), self.spec.n_classes), dtype=np.float32)  # (N, C)
+            known = np.full_like(logits, np.nan)  # (N, C)
+            for sel, (rows, newest, newest_probs) in self._advance(batch):
+                logits[sel] = rows
+                known[np.arange(len(chunk))[sel][newest]] = newest_probs
             assert batch.cands is not None
-            yield chunk, batch.cands, rows
+            yield chunk, batch.cands, logits, known
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
         """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
         self._k = k
         self._track()
         budget = self.budget
-        for chunk, cands, logits in self._scored(events):
+        for chunk, cands, logits, _ in self._scored(events):
             rows = probabilities(logits)
             if budget is None:
                 yield from cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold,
@@ -278,18 +282,18 @@ class LstmStrategy(WarmingStrategy):
         self._tracker.forget(tenant)
 
     def _advance(self, batch: Batch, *, last_only: bool = False
-                 ) -> list[tuple[npt.NDArray[np.bool_] | slice, np.ndarray]]:
+                 ) -> list[tuple[npt.NDArray[np.bool_] | slice, _Advanced]]:
         """Run each tenant's steps of ``batch`` from its slot state, in groups of at most
         the slot capacity; the tracker keeps each tenant's newest probabilities. Per
-        group: (its events' rows in the batch, logits (N_group, C) of its events in
+        group: its events' rows in the batch, and (logits (N_group, C) of its events in
         batch order, or probabilities (B_group, C) at each tenant's newest step with
-        ``last_only``)."""
+        ``last_only``; the row of each tenant's newest event; its probabilities)."""
         cap, n = self._slots.capacity, len(batch.tenants)
         if n <= cap:
             return [(slice(None), self._advance_group(
                 batch.tenants, batch.cats, batch.masks, batch.group, batch.pos,
                 last_only=last_only))]
-        out: list[tuple[npt.NDArray[np.bool_] | slice, np.ndarray]] = []
+        out: list[tuple[npt.NDArray[np.bool_] | slice, _Advanced]] = []
         for start in range(0, n, cap):
             sel = (batch.group >= start) & (batch.group < start + cap)
             probs = self._advance_group(batch.tenants[start : start + cap], batch.cats[sel],
@@ -299,7 +303,7 @@ class LstmStrategy(WarmingStrategy):
         return out
 
     def _advance_group(self, group: list[str], cats: np.ndarray, masks: np.ndarray,
-                       rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool) -> np.ndarray:
+                       rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool) -> _Advanced:
         b = len(group)
         lens = np.bincount(rows_of, minlength=b)  # (B,) steps per tenant
         steps = np.zeros((b, int(lens.max())), dtype=np.int64)  # (B, T) -> event row
@@ -331,7 +335,10 @@ class LstmStrategy(WarmingStrategy):
                 probs = stage.to_host("logits", logits.float())  # (N, C)
                 newest_probs = probabilities(probs[newest])
         self._tracker.set_probs(group, newest_probs)
-        return probs
+        return probs, newest, newest_probs
+
+
+_Advanced = tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]  # see ``_advance``
 
 
 def _next_keys(key: str, k: int) -> list[str]:

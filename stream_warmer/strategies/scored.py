@@ -13,6 +13,7 @@ event gets exactly the evaluator's prediction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter, itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -32,17 +33,20 @@ class ScoredBatch:
     def __init__(self) -> None:
         self._events: list[AccessEvent] = []  # held: their ids stay theirs
         self._ids: list[npt.NDArray[np.int64]] = []  # per part, its events' ids
-        self._parts: list[tuple[Cands, np.ndarray] | list[list[Prediction]]] = []
+        self._parts: list[tuple[Cands, np.ndarray, np.ndarray] | list[list[Prediction]]] = []
         self._index: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
-    def add_scored(self, events: list[AccessEvent], cands: Cands, logits: np.ndarray) -> None:
-        self._add(events, (cands, logits))
+    def add_scored(self, events: list[AccessEvent], cands: Cands, logits: np.ndarray,
+                   known: np.ndarray) -> None:
+        """Scored events: their logits (N, C) and the probabilities already taken
+        (N, C; NaN rows where not)."""
+        self._add(events, (cands, logits, known))
 
     def add_answers(self, events: list[AccessEvent], answers: list[list[Prediction]]) -> None:
         self._add(events, answers)
 
     def _add(self, events: list[AccessEvent],
-             part: tuple[Cands, np.ndarray] | list[list[Prediction]]) -> None:
+             part: tuple[Cands, np.ndarray, np.ndarray] | list[list[Prediction]]) -> None:
         self._events += events
         self._ids.append(np.fromiter(map(id, events), dtype=np.int64, count=len(events)))
         self._parts.append(part)
@@ -60,8 +64,7 @@ class ScoredBatch:
             order = np.argsort(ids, kind="stable")
             self._index = ids[order], order
         ids, order = self._index
-        ask = np.fromiter((id(w.events[-1]) if w.events else 0 for w in windows),
-                          dtype=np.int64, count=len(windows))
+        ask = np.fromiter(map(id, _newest_events(windows)), dtype=np.int64, count=len(windows))
         at = np.minimum(np.searchsorted(ids, ask), len(ids) - 1)
         found = np.flatnonzero(ids[at] == ask)  # (M,) windows answered from the batch
         flat = order[at[found]]  # (M,) their event's place in the batch
@@ -74,12 +77,28 @@ class ScoredBatch:
             if isinstance(scored, list):
                 picks = [scored[r] for r in rows]
             else:
-                cands, logits = scored
-                picks = cands.choose(probabilities(logits[rows]).tobytes(), k, as_str=True,
-                                     threshold=threshold, make=Prediction, steps=rows)
+                cands, logits, known = scored
+                probs = known[rows]
+                missing = np.isnan(probs[:, 0])
+                if missing.any():
+                    probs[missing] = probabilities(logits[np.asarray(rows)[missing]])
+                picks = cands.choose(probs.tobytes(), k, as_str=True, threshold=threshold,
+                                     make=Prediction, steps=rows)
             for i, preds in zip(ix, picks, strict=True):
                 out[i] = preds
         return out
+
+
+def _newest_events(windows: Sequence[Window]) -> list[object]:
+    """Each window's newest event (None for an empty window), without a Python frame
+    per window in the usual case."""
+    try:
+        return list(map(_LAST, map(_EVENTS, windows)))
+    except IndexError:  # an empty window
+        return [w.events[-1] if w.events else None for w in windows]
+
+
+_EVENTS, _LAST = attrgetter("events"), itemgetter(-1)
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
