@@ -40,8 +40,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+from stream_warmer.model.net import ModelConfig, WarmNet
 from stream_warmer.model.runtime import PrecisionCheck, Staging, autocast
+from stream_warmer.model.state import StateSlots
 
 
 def sync(device: torch.device) -> None:

@@ -61,8 +61,9 @@ def run(args: argparse.Namespace, settings: Any) -> int:
     import torch
 
     from stream_warmer.model.features import FeatureSpec
-    from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet
+    from stream_warmer.model.net import ModelConfig, WarmNet
     from stream_warmer.model.runtime import configure_torch_threads
+    from stream_warmer.model.state import StateSlots
 
     configure_torch_threads(settings.model.infer_threads)
     spec = FeatureSpec(deltas=tuple(range(1, 9)))
@@ -100,7 +101,8 @@ def _serve_path(settings: Any, spec: Any, seconds: float, batch: int = 1024
     import torch
 
     from stream_warmer.events import AccessEvent
-    from stream_warmer.model.net import StateSlots, WarmNet
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.state import StateSlots
     from stream_warmer.model.train import build_config
     from stream_warmer.strategies.base import Window
     from stream_warmer.strategies.lstm import LstmStrategy

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from stream_warmer_native import Slots
 
-from stream_warmer.model.net import StateSlots
+from stream_warmer.model.state import StateSlots
 
 
 class TenantSlots:

@@ -26,7 +26,7 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.dataset import expand_bits
 from stream_warmer.model.features import FeatureSpec
-from stream_warmer.model.net import StateSlots, WarmNet
+from stream_warmer.model.net import WarmNet
 from stream_warmer.model.runtime import (
     PrecisionCheck,
     Staging,
@@ -35,6 +35,7 @@ from stream_warmer.model.runtime import (
     pick_device,
 )
 from stream_warmer.model.slots import TenantSlots
+from stream_warmer.model.state import StateSlots
 from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_warmer.model.net import ModelConfig, StateSlots, WarmNet, lstm_plan
+from stream_warmer.model.net import ModelConfig, WarmNet, lstm_plan
+from stream_warmer.model.state import StateSlots
 
 
 def _cfg(**kw: object) -> ModelConfig:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from stream_warmer.model.net import StateSlots
 from stream_warmer.model.slots import TenantSlots
+from stream_warmer.model.state import StateSlots
 
 
 def _table(capacity: int) -> tuple[TenantSlots, list[str]]:
