@@ -40,7 +40,7 @@ from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov, next_keys
-from stream_warmer.strategies.scored import ScoredBatch, probabilities, softmax_rows
+from stream_warmer.strategies.scored import ScoredBatch, probabilities
 
 
 class LstmStrategy(WarmingStrategy):
@@ -329,12 +329,11 @@ class LstmStrategy(WarmingStrategy):
                 ref = logits if last_only else logits[torch.from_numpy(newest).to(dev)]
                 check.compare(ref, cand)  # (B, C) each
             states.write(slots, h, c)
-            if last_only:  # the serve path
-                probs = stage.to_host("probs", softmax_rows(logits.float()))  # (B, C)
-                newest_probs = probs
-            else:  # every step: logits, softmax only where asked (``probabilities``)
-                probs = stage.to_host("logits", logits.float())  # (N, C)
-                newest_probs = probabilities(probs[newest])
+            probs = stage.to_host("logits", logits.float())  # (B, C) or (N, C)
+        if last_only:  # only the newest steps' probabilities (for the tracker)
+            probs = newest_probs = probabilities(probs)
+        else:  # every step: logits; the softmax where asked (``ScoredBatch``)
+            newest_probs = probabilities(probs[newest])
         self._tracker.set_probs(group, newest_probs)
         return probs, newest, newest_probs
 

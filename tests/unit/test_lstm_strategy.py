@@ -242,10 +242,13 @@ def test_serve_path_matches_the_plain_computation(settings: Settings, k: int) ->
     assert [[p.key for p in ps] for ps in streamed] == [[key for key, _ in e] for e in expected]
 
 
+@pytest.mark.parametrize("budget", [False, True])
 def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
-        settings: Settings) -> None:
-    """Serve asks about every event of a batch (``per_event``), in one call or in
-    chunks: each gets what ``predict_stream`` (the evaluator) gives it."""
+        settings: Settings, budget: bool) -> None:
+    """Serve asks about the events of a batch (``per_event``; the batcher hands over at
+    most ``max_events_per_tenant`` of a tenant's), any subset, in any order, in one call
+    or in chunks: each gets what ``predict_stream`` (the evaluator) gives it, with and
+    without the online budget (whose threshold moves with every request)."""
     from stream_warmer.model.features import FeatureSpec
     from stream_warmer.model.net import WarmNet
     from stream_warmer.model.train import build_config
@@ -254,26 +257,32 @@ def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
     spec = FeatureSpec(deltas=(1, 2, -1), gap_edges=(0.5, 2.0), size_edges=(6.0, 8.0),
                        ahead_window=4, ahead_ranks=2)
     model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"budget_online": budget, "cache_capacity": 20})
     rng = random.Random(5)
     events = [AccessEvent(tenant=f"t{rng.randrange(4)}", ts=2 * i,
                           key=str(rng.randrange(30)) if rng.random() < 0.7 else str(50 + i))
               for i in range(600)]
-    streamed = list(LstmStrategy(model, spec, 0.0, settings.model).predict_stream(events, 2))
-    serve = LstmStrategy(model, spec, 0.0, settings.model)
+    streamed = list(LstmStrategy(model, spec, 0.05, ms).predict_stream(events, 2))
+    assert sum(map(len, streamed)) > 100  # the threshold passes some, not all
+    serve = LstmStrategy(model, spec, 0.05, ms)
     assert serve.per_event
-    i = 0
+    i = asked = 0
     while i < len(events):
         batch = events[i : i + rng.randrange(1, 40)]
         for event in batch:
             serve.observe(event)
-        windows = [Window(e.tenant, (e,)) for e in batch]
+        which = rng.sample(range(len(batch)), rng.randrange(1, len(batch) + 1))
+        windows = [Window(batch[j].tenant, (batch[j],)) for j in which]
         cut = rng.randrange(len(windows) + 1)  # a flush asks in chunks of tenants
         got = serve.predict(windows[:cut], 2) + serve.predict(windows[cut:], 2)
-        for preds, expected in zip(got, streamed[i : i + len(batch)], strict=True):
+        for j, preds in zip(which, got, strict=True):
+            expected = streamed[i + j]
             assert [p.key for p in preds] == [p.key for p in expected]
             assert [p.score for p in preds] == pytest.approx([p.score for p in expected],
                                                              abs=1e-5)
+        asked += len(which)
         i += len(batch)
+    assert asked < len(events)
 
 
 @pytest.mark.parametrize(("key", "expected"), [
