@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-rate", default=None, metavar="W[,W...]",
                         help="iso-warm rows too: each strategy's cache held at W effective "
                         "warms per request by one online threshold on the scores it names "
-                        "its warms with (the same controller for all; it only lowers a "
-                        "strategy's own rate); the best hit ratio at each W is starred")
+                        "its warms with (the same controller for all; it can raise only a "
+                        "strategy's that has a confidence floor to give up, the lstm's); "
+                        "the best hit ratio at each W is starred")
     parser.add_argument("--max-events", type=int, default=None, metavar="N",
                         help="evaluate only each trace's first N events (the halves of "
                         "DESIGN §5 are of these N; the row's trace is named NAME[:N])")

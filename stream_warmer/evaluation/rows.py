@@ -86,10 +86,15 @@ class WarmRateGate:
     A named warm whose score is below ``threshold`` is dropped; after each request the
     threshold moves by ``lr`` x (the request's effective warms - ``target``), within
     [0, 1 + lr] (every score is in [0, 1]; above 1 nothing passes). The same gate holds
-    every strategy, on the scores it names its warms with; it can only lower a
-    strategy's own rate, so a strategy that names fewer warms stays below the target
-    (its row says how many it spent). Scores that tie (nextkey's 1.0) make the
-    threshold alternate around them, which holds the long-run rate all the same.
+    every strategy, on the scores it names its warms with. A strategy with a confidence
+    floor of its own that it can give up (``WarmingStrategy.release_floor``: the lstm's
+    trained threshold) names its top k whatever their score, and the gate, starting at
+    that floor, may move below it: held above its own rate, it spends more. Any other
+    strategy names what it names (markov1 and nextkey their top k; pg and mithril
+    what passes their own bounds, which also steer their presence shadows), so the gate
+    can only lower its rate, and one that names fewer warms stays below the target (its
+    row says how many it spent). Scores that tie (nextkey's 1.0) make the threshold
+    alternate around them, which holds the long-run rate all the same.
     """
 
     target: float

@@ -86,11 +86,13 @@ EventSource = Callable[[], Iterable[AccessEvent]]
 @dataclass(slots=True)
 class _Cache:
     """One cache a lane feeds: its f, its replay, and the iso-warm gate that holds it
-    (None: the strategy's own warm rate)."""
+    (None: the strategy's own warm rate, at its own confidence ``floor`` when the lane
+    took that over: ``WarmingStrategy.release_floor``)."""
 
     frac: float
     sim: LruSim
     gate: WarmRateGate | None = None
+    floor: float = 0.0
 
 
 @dataclass(slots=True)
@@ -258,9 +260,11 @@ def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
     for strategy, (kg, cg) in zip(made, [(kg, cg) for kg in k_groups for cg in c_groups],
                                   strict=True):
         strategy.set_cache_capacity(min(c for _, c in cg))
-        per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
-                  + [_Cache(f, LruSim(c, d), WarmRateGate(w)) for w in warm_rates
-                     for f, c in cg for d in delays]) for k in kg]
+        # held at W, a strategy with its own floor may spend more than its own rate
+        floor = (strategy.release_floor() if warm_rates else None) or 0.0
+        per_k = [(k, [_Cache(f, LruSim(c, d), floor=floor) for f, c in cg for d in delays]
+                  + [_Cache(f, LruSim(c, d), WarmRateGate(w, threshold=floor))
+                     for w in warm_rates for f, c in cg for d in delays]) for k in kg]
         lanes.append(_Lane(spec.name, strategy, kg[-1], per_k))
     return lanes
 
@@ -300,8 +304,8 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
-    # per lane, per k: (gate, cache); a gate filters the warms by their scores
-    feeds = [[(k, [(c.gate, c.sim) for c in caches]) for k, caches in lane.caches]
+    # per lane, per k: (gate, floor, cache); a gate or a floor filters warms by score
+    feeds = [[(k, [(c.gate, c.floor, c.sim) for c in caches]) for k, caches in lane.caches]
              for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
@@ -312,9 +316,11 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
             scored: list[tuple[tuple[str, str], float]] | None = None  # for the gates, once
             for k, caches in feed:
                 named = warms[:k] if k < len(warms) else warms
-                for gate, sim in caches:
-                    if gate is None:
-                        sim.step(item, named, counting)
+                for gate, floor, sim in caches:
+                    if gate is None:  # its own rate (at its own floor, if it gave it up)
+                        sim.step(item, named if not floor else
+                                 [w for w, p in zip(named, pred, strict=False)
+                                  if p.score >= floor], counting)
                         continue
                     if scored is None:
                         scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]

@@ -65,6 +65,17 @@ class WarmingStrategy(ABC):
         and the evaluator then gives it one instance per cache size.
         """
 
+    def release_floor(self) -> float | None:
+        """Stop dropping warms whose score is below the strategy's own confidence floor,
+        and return that floor (None: it has none it can give up; nothing changes).
+
+        For the evaluator's iso-warm rows: the strategy then names its top k whatever
+        their score, the strategy's own cache applies the floor as the strategy did (the
+        same warms), and a ``WarmRateGate`` may hold it below the floor as well as above,
+        so a strategy with a floor can be compared at a spend above its own rate.
+        """
+        return None
+
     def forget(self, tenants: Iterable[str]) -> None:  # noqa: B027 - optional hook
         """Drop any per-tenant state of ``tenants`` (evicted or revoked)."""
 

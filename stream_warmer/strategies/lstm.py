@@ -7,8 +7,8 @@ and keys at or above the trained threshold are warmed, best first. Serve and the
 evaluator share that path (``_scored``): the evaluator's ``predict_stream`` chooses
 warms for every event, serve for the events of a micro-batch it asks about
 (``strategies.scored``).
-Inference runs under ``torch.inference_mode()`` on the device chosen once here, with
-the host staging and the checked precision of ``model.runtime`` (pinned buffers and
+The steps run in ``model.stepper`` (the device chosen once, the tenants' slots, the
+host staging and checked precision of ``model.runtime``: pinned buffers and
 non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows).
 ``fit_strategy`` trains one on a trace's first half (the evaluator's entry point).
 """
@@ -20,22 +20,13 @@ from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
-from stream_warmer.model.dataset import expand_bits
 from stream_warmer.model.features import FeatureSpec
 from stream_warmer.model.net import WarmNet
-from stream_warmer.model.runtime import (
-    PrecisionCheck,
-    Staging,
-    autocast,
-    candidate_precision,
-    pick_device,
-)
-from stream_warmer.model.slots import TenantSlots
-from stream_warmer.model.state import StateSlots
+from stream_warmer.model.runtime import PrecisionCheck
+from stream_warmer.model.stepper import Stepper
 from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
@@ -57,20 +48,13 @@ class LstmStrategy(WarmingStrategy):
 
     def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
                  settings: ModelSettings, *, version: str = "untrained", chunk: int = 2048) -> None:
-        self.device = pick_device(settings.device)
-        self.model = model.to(self.device).eval()
-        self._staging = Staging(self.device)
-        self.precision_check = PrecisionCheck(
-            candidate_precision(settings.precision, self.device),
-            predictions=settings.precision_check_rows, top_k=settings.precision_top_k,
-            min_agreement=settings.precision_min_agreement)
+        self._stepper = Stepper(model, spec, settings, self._evicted)
+        self.device, self.model = self._stepper.device, self._stepper.model
         self.spec = spec
         self.threshold = float(threshold)
         self.chunk = chunk
         self._version = version
         self._tracker = CandidateTracker(spec)
-        self._slots = TenantSlots(StateSlots(model.config.layers, settings.max_state_slots,
-                                             model.config.hidden, self.device), self._evicted)
         self._events: list[AccessEvent] = []  # observed, not yet tracked (``_track``)
         self._batch = ScoredBatch()  # the newest micro-batch, scored (``predict``)
         self._gone: dict[str, int] = {}  # forgotten tenant -> queued events then
@@ -84,6 +68,11 @@ class LstmStrategy(WarmingStrategy):
     def model_version(self) -> str:
         """The version of the loaded model (stamped on warm commands)."""
         return self._version
+
+    @property
+    def precision_check(self) -> PrecisionCheck:
+        """The check of a lower precision on live rows (``model.runtime``)."""
+        return self._stepper.precision_check
 
     @property
     def precision(self) -> str:
@@ -103,6 +92,14 @@ class LstmStrategy(WarmingStrategy):
         """A new strategy over the same (frozen) model, with empty online state."""
         return LstmStrategy(self.model, self.spec, self.threshold, self.settings,
                             version=self._version, chunk=self.chunk)
+
+    def release_floor(self) -> float | None:
+        """The trained threshold, given up (``WarmingStrategy.release_floor``); None
+        with the online budget, whose threshold moves with what it warmed."""
+        if self.budget is not None:
+            return None
+        floor, self.threshold = self.threshold, 0.0
+        return floor
 
     def observe(self, event: AccessEvent) -> None:
         """Queue the access; the tracker and the model advance at the next predict."""
@@ -211,10 +208,11 @@ class LstmStrategy(WarmingStrategy):
         if isinstance(previous, LstmStrategy) and previous.spec == self.spec:
             self._tracker, self._events = previous._tracker, previous._events
             self._gone = previous._gone
-            if (previous._slots.states.h.shape == self._slots.states.h.shape
-                    and previous.device == self.device):
-                self._slots = previous._slots
-                self._slots.on_evict = self._evicted
+            mine, theirs = self._stepper, previous._stepper
+            if (theirs.slots.states.h.shape == mine.slots.states.h.shape
+                    and theirs.device == mine.device):
+                mine.slots = theirs.slots
+                mine.slots.on_evict = self._evicted
             # else: tenants keep their candidates; their slots start from zero state
             if previous.budget is not None and self.budget is not None:
                 self.budget.adopt(previous.budget)
@@ -227,9 +225,10 @@ class LstmStrategy(WarmingStrategy):
         """Bytes held for tenants now, by part: the tracker (successor tables, last steps,
         newest probabilities), the slot table, and the recurrent state tensors (fixed:
         ``max_state_slots`` slots). O(table entries): for scripts, not per batch."""
-        states = self._slots.states
+        slots = self._stepper.slots
+        states = slots.states
         return {"tracker": self._tracker.memory_bytes(),
-                "slot_table": self._slots.memory_bytes(),
+                "slot_table": slots.memory_bytes(),
                 "state_tensors": (states.h.numel() + states.c.numel()) * states.h.element_size()}
 
     def _threshold(self) -> float:
@@ -276,69 +275,23 @@ class LstmStrategy(WarmingStrategy):
             self._tracker.forget(tenant)
             if queued:
                 self._gone[tenant] = queued
-            self._slots.release(tenant)
+            self._stepper.slots.release(tenant)
 
     def _evicted(self, tenant: str) -> None:
         """Its slot went to another tenant (LRU): its candidates and newest row go too."""
         self._tracker.forget(tenant)
 
     def _advance(self, batch: Batch, *, last_only: bool = False
-                 ) -> list[tuple[npt.NDArray[np.bool_] | slice, _Advanced]]:
-        """Run each tenant's steps of ``batch`` from its slot state, in groups of at most
-        the slot capacity; the tracker keeps each tenant's newest probabilities. Per
-        group: its events' rows in the batch, and (logits (N_group, C) of its events in
-        batch order, or probabilities (B_group, C) at each tenant's newest step with
-        ``last_only``; the row of each tenant's newest event; its probabilities)."""
-        cap, n = self._slots.capacity, len(batch.tenants)
-        if n <= cap:
-            return [(slice(None), self._advance_group(
-                batch.tenants, batch.cats, batch.masks, batch.group, batch.pos,
-                last_only=last_only))]
-        out: list[tuple[npt.NDArray[np.bool_] | slice, _Advanced]] = []
-        for start in range(0, n, cap):
-            sel = (batch.group >= start) & (batch.group < start + cap)
-            probs = self._advance_group(batch.tenants[start : start + cap], batch.cats[sel],
-                                        batch.masks[sel], batch.group[sel] - start,
-                                        batch.pos[sel], last_only=last_only)
-            out.append((sel, probs))
+                 ) -> list[tuple[npt.NDArray[np.bool_] | slice,
+                                 tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]]]:
+        """The stepper's ``advance`` of ``batch`` (``model.stepper.Advanced``), the
+        tracker told each tenant's newest probabilities; per group of tenants: its
+        events' rows in the batch, and what the stepper computed for them."""
+        out = []
+        for sel, tenants, advanced in self._stepper.advance(batch, last_only=last_only):
+            self._tracker.set_probs(tenants, advanced[2])
+            out.append((sel, advanced))
         return out
-
-    def _advance_group(self, group: list[str], cats: np.ndarray, masks: np.ndarray,
-                       rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool) -> _Advanced:
-        b = len(group)
-        lens = np.bincount(rows_of, minlength=b)  # (B,) steps per tenant
-        steps = np.zeros((b, int(lens.max())), dtype=np.int64)  # (B, T) -> event row
-        steps[rows_of, pos] = np.arange(len(rows_of))
-        newest = steps[np.arange(b), lens - 1]  # (B,) each tenant's newest event row
-        stage, dev, check = self._staging, self.device, self.precision_check
-        with torch.inference_mode():
-            slots = stage.to_device("slots", torch.from_numpy(self._slots.ids(group)))  # (B,)
-            cats_d = stage.to_device("cats", torch.from_numpy(cats))  # (N, K)
-            masks_d = stage.to_device("masks", torch.from_numpy(masks))  # (N, 2)
-            bits = expand_bits(masks_d[:, 0], masks_d[:, 1], self.spec.n_classes)  # (N, 2C)
-            states = self._slots.states
-            state = states.read(slots)  # (L, B, H) each
-            with autocast(check.active, dev):
-                logits, (h, c) = self.model.forward_ragged(cats_d, bits, steps, lens, state,
-                                                           every_step=not last_only)
-            if check.checking:  # same inputs and state; its own state is thrown away
-                assert check.candidate is not None
-                with autocast(check.candidate, dev):
-                    cand, _ = self.model.forward_ragged(cats_d, bits, steps, lens, state,
-                                                        every_step=False)
-                ref = logits if last_only else logits[torch.from_numpy(newest).to(dev)]
-                check.compare(ref, cand)  # (B, C) each
-            states.write(slots, h, c)
-            probs = stage.to_host("logits", logits.float())  # (B, C) or (N, C)
-        if last_only:  # only the newest steps' probabilities (for the tracker)
-            probs = newest_probs = probabilities(probs)
-        else:  # every step: logits; the softmax where asked (``ScoredBatch``)
-            newest_probs = probabilities(probs[newest])
-        self._tracker.set_probs(group, newest_probs)
-        return probs, newest, newest_probs
-
-
-_Advanced = tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]  # see ``_advance``
 
 
 def _next_keys(key: str, k: int) -> list[str]:

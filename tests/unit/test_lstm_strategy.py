@@ -101,9 +101,9 @@ def test_slots_are_bounded_and_forget_frees_them(settings: Settings,
     fresh = LstmStrategy(strategy.model, strategy.spec, strategy.threshold, settings.model)
     events = [AccessEvent(tenant=f"t{i}", key=str(i), ts=i) for i in range(20)]
     list(fresh.predict_stream(events, 1))
-    assert len(fresh._slots) <= settings.model.max_state_slots
+    assert len(fresh._stepper.slots) <= settings.model.max_state_slots
     fresh.forget(["t19"])
-    assert "t19" not in fresh._slots
+    assert "t19" not in fresh._stepper.slots
 
 
 def test_artifact_round_trip_and_warm_start(settings: Settings) -> None:
@@ -149,7 +149,7 @@ def test_adopt_state_keeps_the_tracker_when_the_state_shape_differs(
     after = LstmStrategy(wider, strategy.spec, 0.0, settings.model)
     after.adopt_state(before)
     assert after._tracker is before._tracker
-    assert after._slots.states.h.shape[-1] == 8 and not after._slots
+    assert after._stepper.slots.states.h.shape[-1] == 8 and not after._stepper.slots
     assert _serve(after, _stream(260)[250:])  # runs on fresh slots, the tracker's candidates
 
 

@@ -63,3 +63,36 @@ def test_without_rates_the_rows_are_the_protocols_own() -> None:
     with_rates = evaluate("t", lambda: events, [spec], [1], [0.1], warm_rates=[0.5])
     assert [r.warm_rate for r in with_rates] == [None, 0.5]
     assert with_rates[0] == plain[0]
+
+
+class Floored(RandomWarms):
+    """``RandomWarms`` with a confidence floor of its own it can give up."""
+
+    def __init__(self, per_request: int, floor: float) -> None:
+        super().__init__(per_request)
+        self.floor = floor
+
+    def release_floor(self) -> float | None:
+        floor, self.floor = self.floor, 0.0
+        return floor
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Its random warms, best first, at or above its floor."""
+        for preds in super().predict_stream(events, k):
+            yield sorted((p for p in preds if p.score >= self.floor),
+                         key=lambda p: -p.score)
+
+
+def test_a_strategy_that_gives_up_its_floor_is_held_above_its_own_rate() -> None:
+    """Its own row is what it does at its floor; held at W above that rate it spends W
+    (a strategy without a floor to give up stays at its own rate, test above)."""
+    events = _events(40_000)
+    plain = evaluate("t", lambda: events, [StrategySpec("f", lambda: Floored(2, 0.8))],
+                     [2], [0.1])
+    rows = evaluate("t", lambda: events, [StrategySpec("f", lambda: Floored(2, 0.8))],
+                    [2], [0.1], warm_rates=[0.2, 1.0])
+    own, low, high = rows
+    assert own == plain[0]  # the same warms: the evaluator applies the floor it took
+    assert own.warms_per_request < 0.5  # about 2 x 0.2 of the random scores pass 0.8
+    assert abs(low.warms_per_request - 0.2) < 0.02  # held below its own rate
+    assert abs(high.warms_per_request - 1.0) < 0.03  # and above it

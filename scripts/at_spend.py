@@ -1,0 +1,80 @@
+"""The LSTM held at every peer's own spend: docs/at-spend.json, for the at-spend tables
+of docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
+
+    .venv/bin/python scripts/at_spend.py [TRACE ...]   # default: every trace in the JSON
+
+For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
+the warms per request that markov1, nextkey, pg and mithril spend on their own at each
+(f, delay) become the ``--warm-rate`` list of one ``evaluate --strategies lstm`` run
+(k 1, the same f and delays); its rows replace that trace's rows in docs/at-spend.json.
+The LSTM gives its trained threshold up to the gate (``release_floor``), so held at a
+peer's rate above its own it spends more. Needs the shared traces (``--traces-dir``,
+default ../shared/traces); minutes per trace (a model per delay).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PEERS = ("markov1", "nextkey", "pg", "mithril")
+
+
+def plan() -> dict[str, tuple[list[float], list[int], list[float]]]:
+    """Per trace: (the f, the delays, the peers' own rates) to run the LSTM at."""
+    out: dict[str, tuple[set[float], set[int], set[float]]] = {}
+    for name in ("delay.json", "iso-warm.json"):
+        rows: list[dict[str, Any]] = json.loads((DOCS / name).read_text())
+        for r in rows:
+            if r["k"] != 1 or r.get("warm_rate") is not None or r["strategy"] not in PEERS:
+                continue
+            fs, ds, ws = out.setdefault(r["trace"], (set(), set(), set()))
+            fs.add(r["cache_frac"])
+            ds.add(r.get("delay", 0))
+            if r["warms_per_request"] > 0:
+                ws.add(round(r["warms_per_request"], 4))
+    return {t: (sorted(fs), sorted(ds), sorted(ws)) for t, (fs, ds, ws) in out.items()}
+
+
+def run(trace: str, fracs: list[float], delays: list[int], rates: list[float],
+        traces_dir: str) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        cmd = [sys.executable, "-m", "stream_warmer", "evaluate", trace,
+               "--traces-dir", traces_dir, "--strategies", "lstm", "--k", "1",
+               "--cache-frac", ",".join(f"{f:g}" for f in fracs),
+               "--delay", ",".join(map(str, delays)),
+               "--warm-rate", ",".join(f"{w:g}" for w in rates), "--json", str(out)]
+        print("at_spend:", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        rows: list[dict[str, Any]] = json.loads(out.read_text())
+        return rows
+
+
+def main(argv: list[str]) -> int:
+    traces_dir = "../shared/traces"
+    if "--traces-dir" in argv:
+        i = argv.index("--traces-dir")
+        traces_dir = argv[i + 1]
+        argv = argv[:i] + argv[i + 2 :]
+    todo = plan()
+    unknown = [t for t in argv if t not in todo]
+    if unknown:
+        print(f"at_spend: no peer rows for {unknown} (known: {sorted(todo)})", file=sys.stderr)
+        return 2
+    path = DOCS / "at-spend.json"
+    for trace in argv or list(todo):
+        rows = run(trace, *todo[trace], traces_dir)
+        kept = [r for r in json.loads(path.read_text()) if r["trace"] != trace]
+        path.write_text(json.dumps(kept + rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
