@@ -2,8 +2,10 @@
 serve, the loader and the trainer share.
 
 Each app owns its registry (tests build several apps in one process). The hot loop
-adds to plain ints and the app publishes them once per poll batch, so the per-event
-cost of metrics is nil.
+adds to plain ints: the engine's own counts (policy drops, windows evicted, useful
+warms, precision overflow) are read at each scrape by ``EngineCounts``, a collector
+on the same registry, and the app sets its gauges once per poll batch, so the
+per-event cost of metrics is nil.
 """
 
 from __future__ import annotations
@@ -21,11 +23,43 @@ from prometheus_client import (
     generate_latest,
     make_wsgi_app,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class EngineCounts(Collector):
+    """The serve engine's running counts as counters, read at each scrape (``engine`` is
+    set once the app has built it; before that they read 0)."""
+
+    def __init__(self) -> None:
+        self.engine: Any = None  # serve.engine.WarmEngine (it imports this module)
+
+    def collect(self) -> Iterable[Metric]:
+        """Counter families from the engine's plain ints (copied: a scrape runs on the
+        metrics thread while the loop adds to them)."""
+        p, engine = "stream_warmer_", self.engine
+        dropped = CounterMetricFamily(p + "warm_dropped", "Predictions not warmed",
+                                      labels=["reason"])
+        evicted = CounterMetricFamily(p + "tenants_evicted", "Tenant windows dropped",
+                                      labels=["reason"])
+        if engine is not None:
+            for reason, count in dict(engine.policy.drops).items():
+                dropped.add_metric([reason], count)
+            for reason, count in dict(engine.windows.evicted).items():
+                evicted.add_metric([reason], count)
+        precision = engine.precision if engine is not None else None
+        yield dropped
+        yield evicted
+        yield CounterMetricFamily(p + "useful_warms", "Warms requested within the horizon",
+                                  value=precision.useful if precision is not None else 0)
+        yield CounterMetricFamily(
+            p + "precision_overflowed", "Outstanding warms dropped unresolved because the "
+            "precision tracker was full",
+            value=precision.overflowed if precision is not None else 0)
 
 
 class ServeMetrics:
@@ -56,16 +90,10 @@ class ServeMetrics:
         self.warm_delay = Gauge(p + "warm_delay_requests", "Median event -> warm latency "
                                 "times events consumed per second (serve/delay.py)", registry=r)
         self.warm_commands = Counter(p + "warm_commands", "Warm commands written", registry=r)
-        self.warm_dropped = Counter(p + "warm_dropped", "Predictions not warmed", ["reason"],
-                                    registry=r)
-        self.useful_warms = Counter(p + "useful_warms", "Warms requested within the horizon",
-                                    registry=r)
         self.expired_warms = Counter(p + "expired_warms", "Warms not requested in the horizon",
                                      registry=r)
         self.precision = Gauge(p + "warm_precision", "Useful / resolved warms", registry=r)
         self.tenants_held = Gauge(p + "tenants_held", "Tenant windows in memory", registry=r)
-        self.tenants_evicted = Counter(p + "tenants_evicted", "Tenant windows dropped", ["reason"],
-                                       registry=r)
         self.redis_up = Gauge(p + "redis_up", "1 when Redis answers", registry=r)
         self.paused = Gauge(p + "paused", "1 while partitions are paused (Redis down)", registry=r)
         self.checkpoints = Counter(p + "checkpoints", "Offset commits", ["trigger"], registry=r)
@@ -79,9 +107,8 @@ class ServeMetrics:
                                   "map (see bounded_capacity)", ["map"], registry=r)
         self.bounded_capacity = Gauge(p + "bounded_capacity", "The bound of each in-process map",
                                       ["map"], registry=r)
-        self.precision_overflowed = Counter(
-            p + "precision_overflowed", "Outstanding warms dropped unresolved because the "
-            "precision tracker was full", registry=r)
+        self.engine_counts = EngineCounts()
+        r.register(self.engine_counts)
         self.rebalances = Counter(p + "rebalance_partitions", "Partitions assigned, revoked "
                                   "or lost by rebalances", ["event"], registry=r)
         self.model_version = Gauge(p + "model_version_info", "Model serving now",

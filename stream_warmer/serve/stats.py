@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -95,7 +95,6 @@ class RunStats:
     first_at: float | None = None
     last_at: float | None = None
     finished_at: float | None = None
-    _published: dict[str, int] = field(default_factory=dict, repr=False)
 
     def mark(self, now: float) -> None:
         """A poll batch was handled at ``now``."""
@@ -109,16 +108,11 @@ class RunStats:
 
     def publish(self, metrics: ServeMetrics, engine: WarmEngine, consumer: Any, topic: str,
                 offsets: Offsets) -> None:
-        """Copy the engine's plain counters into Prometheus, and the lag per partition."""
+        """Set the gauges from the engine (its counts are read at each scrape:
+        ``metrics.EngineCounts``), and the lag per partition."""
         metrics.tenants_held.set(len(engine.windows))
         for name, size in bounded_sizes(engine).items():
             metrics.bounded_size.labels(name).set(size)
-        self._inc(metrics.precision_overflowed, "overflowed", engine.precision.overflowed)
-        for reason, count in engine.windows.evicted.items():
-            self._inc(metrics.tenants_evicted.labels(reason), f"evicted:{reason}", count)
-        for reason, count in engine.policy.drops.items():
-            self._inc(metrics.warm_dropped.labels(reason), f"drop:{reason}", count)
-        self._inc(metrics.useful_warms, "useful", engine.precision.useful)
         precision = engine.precision.precision()
         if precision is not None:
             metrics.precision.set(precision)
@@ -126,12 +120,6 @@ class RunStats:
         if check is not None:
             metrics.set_precision(check.active, check.agreement)
         _publish_lag(metrics, consumer, topic, offsets)
-
-    def _inc(self, counter: Any, name: str, total: int) -> None:
-        delta = total - self._published.get(name, 0)
-        if delta > 0:
-            counter.inc(delta)
-            self._published[name] = total
 
 
 def bounded_sizes(engine: WarmEngine) -> dict[str, int]:

@@ -119,8 +119,10 @@ def build_engine(
                         topic=s.topics.access_events, max_tenants=s.window.max_tenants,
                         max_dedup=MAX_DEDUP)
     parts = (TenantWindows(s.window), MicroBatcher(s.batch, clock), policy, precision)
-    return WarmEngine(strategy, s.strategy.k, parts, sinks, metrics, clock=clock,
-                      wall_ms=wall_ms, latency_observer=latency_observer)
+    engine = WarmEngine(strategy, s.strategy.k, parts, sinks, metrics, clock=clock,
+                        wall_ms=wall_ms, latency_observer=latency_observer)
+    metrics.engine_counts.engine = engine  # its counts, read at each scrape
+    return engine
 
 
 def bounds(settings: Settings) -> dict[str, int]:
