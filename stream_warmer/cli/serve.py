@@ -79,7 +79,10 @@ def _baseline(settings: Settings) -> WarmingStrategy:
     if name == "lstm":
         name = settings.strategy.fallback
         log.warning("no LSTM model loaded yet: serving the fallback", extra={"strategy": name})
-    return build_baseline(name, settings.strategy)
+    strategy = build_baseline(name, settings.strategy)
+    if settings.model.cache_capacity > 0:  # as the evaluator tells it (the peers' shadow)
+        strategy.set_cache_capacity(settings.model.cache_capacity)
+    return strategy
 
 
 def start_watcher(settings: Settings) -> ModelWatcher:

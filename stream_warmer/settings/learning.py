@@ -107,8 +107,9 @@ class ModelSettings(Section):
     # model.cache_capacity (without it serve warns and keeps the trained threshold);
     # ``evaluate`` and ``bench live`` tell the strategy the C they replay
     budget_online: bool = False
-    # objects the warmed cache holds (all tenants this process warms); sizes the online
-    # budget's shadow caches
+    # objects the warmed cache holds (all tenants this process warms; with several
+    # replicas, the share of one); sizes the online budget's shadow caches and the
+    # peers' (pg, mithril) presence shadow, which without it skips a tenant's recent keys
     cache_capacity: int = Field(0, ge=0, le=1_000_000_000)
     budget_margin: float = Field(0.06, ge=0, lt=1)
 

@@ -286,3 +286,18 @@ def test_serve_runs_them(name: str) -> None:
     assert all(c["strategy"] == name for c in commands)
     if name == "pg":  # once, after the newest key 29: its top successor not in the window
         assert [c["key"] for c in commands] == ["0"]
+
+
+@pytest.mark.parametrize(("capacity", "shadow"), [(0, False), (50, True)])
+def test_serve_tells_the_peers_the_cache_capacity(capacity: int, shadow: bool) -> None:
+    """serve's strategy, as the evaluator's, shadows a cache of ``model.cache_capacity``
+    (0: unknown, the peer skips the tenant's recent keys instead)."""
+    from stream_warmer.cli.serve import _baseline
+    from stream_warmer.settings import ModelSettings, Settings, StrategySettings
+
+    settings = Settings(strategy=StrategySettings(name="pg"),
+                        model=ModelSettings(cache_capacity=capacity))
+    strategy = _baseline(settings)
+    assert isinstance(strategy, ProbabilityGraph)
+    list(strategy.predict_stream(phrases(400, 7), 1))
+    assert (strategy.held()["shadow"] > 0) is shadow
