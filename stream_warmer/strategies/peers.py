@@ -12,15 +12,12 @@ both written from the papers' descriptions. What they share (``PeerStrategy``):
 - **Presence filter.** PEERS.md's harness inserted the first k *uncached* candidates.
   A strategy here names keys only, and the evaluator keeps the first k it names, so
   naming a key the cache already holds wastes a slot. When told the warmed cache's
-  capacity (``set_cache_capacity``: the evaluator always tells it) a peer replays a
-  shadow object-count LRU of that capacity over all tenants (each request, then the
-  keys it names) and names the first k candidates the shadow does not hold. At delay 0
-  the shadow is exactly the evaluator's cache; with a delay it runs ahead of it (it
-  counts a warm as landed when it is named). With no capacity (0, or never told, as in
-  serve today) it skips the keys of the tenant's last ``lookahead`` requests instead:
-  those are almost surely cached. Memory of the shadow: the capacity's (tenant, key)
-  pairs. Because the filter depends on what was named at this k, a peer is not
-  ``nested_k`` and the evaluator runs one instance per (k, f).
+  capacity (``set_cache_capacity``: the evaluator always tells it, serve when
+  ``model.cache_capacity`` is set) a peer names the first k candidates a shadow of the
+  cache does not hold (``strategies.presence``). With no capacity it skips the keys of
+  the tenant's last ``lookahead`` requests instead: those are almost surely cached.
+  Because the filter depends on what was named at this k, a peer is not ``nested_k``
+  and the evaluator runs one instance per (k, f).
 """
 
 from __future__ import annotations
@@ -30,8 +27,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.lru import LruSim
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+from stream_warmer.strategies.presence import Presence
 
 
 class PeerStrategy(WarmingStrategy):
@@ -50,20 +47,18 @@ class PeerStrategy(WarmingStrategy):
             msg = f"lookahead={lookahead} must be >= 1"
             raise ValueError(msg)
         self._lookahead = lookahead
-        self._capacity = 0
-        self._shadow: LruSim | None = None
+        self._presence: Presence | None = None
         self._recent: dict[str, deque[str]] = {}
 
     def set_cache_capacity(self, capacity: int) -> None:
         """Shadow a cache of ``capacity`` objects (0: no shadow, skip recent keys)."""
-        self._capacity = max(0, int(capacity))
-        self._shadow = LruSim(self._capacity) if self._capacity else None
+        self._presence = Presence(capacity) if capacity > 0 else None
 
     def observe(self, event: AccessEvent) -> None:
         """Request the key in the shadow, learn from it, then slide the tenant's window."""
         tenant, key = event.tenant, event.key
-        if self._shadow is not None:
-            self._shadow.request((tenant, key), False)
+        if self._presence is not None:
+            self._presence.request(tenant, key)
         recent = self._recent.get(tenant)
         if recent is None:
             recent = self._recent[tenant] = deque(maxlen=self._lookahead)
@@ -89,25 +84,15 @@ class PeerStrategy(WarmingStrategy):
     def held(self) -> dict[str, int]:
         """What is held now (tenants, table entries, shadow pairs): for metrics and tests."""
         return {"tenants": len(self._recent), **self._held(),
-                "shadow": len(self._shadow.lru) if self._shadow is not None else 0}
+                "shadow": len(self._presence) if self._presence is not None else 0}
 
     def _warms(self, tenant: str, key: str, k: int) -> list[Prediction]:
         """The first ``k`` candidates not (believed) cached; the shadow takes them in."""
         if k < 1:
             return []
-        if self._shadow is None:
+        if self._presence is None:
             return self._not_recent(tenant, key, k)
-        picked: list[Prediction] = []
-        shadow = self._shadow
-        cached = shadow.lru
-        for candidate, score in self._candidates(tenant, key):
-            pair = (tenant, candidate)
-            if pair not in cached:
-                shadow.warm(pair, False)
-                picked.append(Prediction(candidate, score))
-                if len(picked) >= k:
-                    break
-        return picked
+        return self._presence.pick(tenant, self._candidates(tenant, key), k)
 
     def _not_recent(self, tenant: str, key: str, k: int) -> list[Prediction]:
         """The first ``k`` candidates not among the tenant's last ``lookahead`` keys."""
