@@ -1,12 +1,13 @@
 """The LSTM held at every peer's own spend: docs/at-spend.json, for the at-spend tables
 of docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
 
-    .venv/bin/python scripts/at_spend.py [TRACE ...]   # default: every trace in the JSON
+    .venv/bin/python scripts/at_spend.py [--json PATH] [TRACE ...]   # default: every trace
 
 For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
 the warms per request that markov1, nextkey, pg and mithril spend on their own at each
 (f, delay) become the ``--warm-rate`` list of one ``evaluate --strategies lstm`` run
-(k 1, the same f and delays); its rows replace that trace's rows in docs/at-spend.json.
+(k 1, the same f and delays); its rows replace that trace's rows in docs/at-spend.json
+(or ``--json PATH``, e.g. for a run with other settings in the environment).
 The LSTM gives its trained threshold up to the gate (``release_floor``), so held at a
 peer's rate above its own it spends more. Needs the shared traces (``--traces-dir``,
 default ../shared/traces); minutes per trace (a model per delay).
@@ -63,15 +64,20 @@ def main(argv: list[str]) -> int:
         i = argv.index("--traces-dir")
         traces_dir = argv[i + 1]
         argv = argv[:i] + argv[i + 2 :]
+    path = DOCS / "at-spend.json"
+    if "--json" in argv:
+        i = argv.index("--json")
+        path = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2 :]
     todo = plan()
     unknown = [t for t in argv if t not in todo]
     if unknown:
         print(f"at_spend: no peer rows for {unknown} (known: {sorted(todo)})", file=sys.stderr)
         return 2
-    path = DOCS / "at-spend.json"
     for trace in argv or list(todo):
         rows = run(trace, *todo[trace], traces_dir)
-        kept = [r for r in json.loads(path.read_text()) if r["trace"] != trace]
+        old = json.loads(path.read_text()) if path.exists() else []
+        kept = [r for r in old if r["trace"] != trace]
         path.write_text(json.dumps(kept + rows, indent=2) + "\n")
     return 0
 

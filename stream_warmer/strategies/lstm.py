@@ -31,6 +31,7 @@ from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov, next_keys
+from stream_warmer.strategies.presence import Presence
 from stream_warmer.strategies.scored import ScoredBatch, probabilities
 
 
@@ -43,8 +44,9 @@ class LstmStrategy(WarmingStrategy):
     @property
     def nested_k(self) -> bool:
         """Whether the top k is a prefix of the top k+1 (the evaluator then serves every
-        k from one run). Not with the online budget: its threshold follows k."""
-        return not self.settings.budget_online
+        k from one run). Not with the online budget (its threshold follows k) nor the
+        presence filter (what it skips depends on what was named at this k)."""
+        return not (self.settings.budget_online or self.settings.presence_filter)
 
     def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
                  settings: ModelSettings, *, version: str = "untrained", chunk: int = 2048) -> None:
@@ -60,6 +62,7 @@ class LstmStrategy(WarmingStrategy):
         self._gone: dict[str, int] = {}  # forgotten tenant -> queued events then
         self.settings = settings
         self.budget: WarmBudget | None = None
+        self.presence: Presence | None = None  # ``model.presence_filter``, once told C
         self._k = 1  # warms per request, as last asked (predict / predict_stream)
         if settings.cache_capacity > 0:
             self.set_cache_capacity(settings.cache_capacity)
@@ -80,7 +83,10 @@ class LstmStrategy(WarmingStrategy):
         return self.precision_check.active
 
     def set_cache_capacity(self, capacity: int) -> None:
-        """Size the online budget's shadow caches (no budget when ``budget_online`` is off)."""
+        """Size the presence filter's shadow cache or the online budget's (neither
+        when both settings are off)."""
+        if self.settings.presence_filter and capacity > 0:
+            self.presence = Presence(capacity)
         if not self.settings.budget_online:
             return
         if self.budget is None:
@@ -95,8 +101,9 @@ class LstmStrategy(WarmingStrategy):
 
     def release_floor(self) -> float | None:
         """The trained threshold, given up (``WarmingStrategy.release_floor``); None
-        with the online budget, whose threshold moves with what it warmed."""
-        if self.budget is not None:
+        with the online budget, whose threshold moves with what it warmed, and with the
+        presence filter, whose shadow takes in what it names."""
+        if self.budget is not None or self.settings.presence_filter:
             return None
         floor, self.threshold = self.threshold, 0.0
         return floor
@@ -143,10 +150,11 @@ class LstmStrategy(WarmingStrategy):
         return out
 
     def _score_batch(self, events: list[AccessEvent], k: int) -> ScoredBatch:
-        """A micro-batch's events scored (with the budget: answered in order, as
-        ``predict_stream`` does, since each request moves its threshold)."""
+        """A micro-batch's events scored (with the budget or the presence filter:
+        answered in order, as ``predict_stream`` does, since each request moves the
+        threshold or the shadow)."""
         batch = ScoredBatch()
-        if self.budget is not None:
+        if self.budget is not None or self.presence is not None:
             batch.add_answers(events, list(self.predict_stream(events, k)))
             return batch
         self._k = k
@@ -176,9 +184,16 @@ class LstmStrategy(WarmingStrategy):
         """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
         self._k = k
         self._track()
-        budget = self.budget
+        budget, presence = self.budget, self.presence
         for chunk, cands, logits, _ in self._scored(events):
             rows = probabilities(logits)
+            if presence is not None:  # the first k of its top keys the cache lacks
+                picks = cands.choose(rows.tobytes(), self.settings.presence_candidates,
+                                     as_str=True, threshold=self.threshold)
+                for ev, scored in zip(chunk, picks, strict=True):
+                    presence.request(ev.tenant, ev.key)
+                    yield presence.pick(ev.tenant, scored, k)
+                continue
             if budget is None:
                 yield from cands.choose(rows.tobytes(), k, as_str=True, threshold=self.threshold,
                                         make=Prediction)
@@ -216,6 +231,8 @@ class LstmStrategy(WarmingStrategy):
             # else: tenants keep their candidates; their slots start from zero state
             if previous.budget is not None and self.budget is not None:
                 self.budget.adopt(previous.budget)
+            if previous.presence is not None and self.presence is not None:
+                self.presence = previous.presence  # the same cache
         elif isinstance(previous, Markov):
             tables = previous.tables
             for tenant in tables.tenants():

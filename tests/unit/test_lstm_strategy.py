@@ -242,13 +242,14 @@ def test_serve_path_matches_the_plain_computation(settings: Settings, k: int) ->
     assert [[p.key for p in ps] for ps in streamed] == [[key for key, _ in e] for e in expected]
 
 
-@pytest.mark.parametrize("budget", [False, True])
+@pytest.mark.parametrize("mode", ["plain", "budget", "presence"])
 def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
-        settings: Settings, budget: bool) -> None:
+        settings: Settings, mode: str) -> None:
     """Serve asks about the events of a batch (``per_event``; the batcher hands over at
     most ``max_events_per_tenant`` of a tenant's), any subset, in any order, in one call
-    or in chunks: each gets what ``predict_stream`` (the evaluator) gives it, with and
-    without the online budget (whose threshold moves with every request)."""
+    or in chunks: each gets what ``predict_stream`` (the evaluator) gives it, plain,
+    with the online budget (whose threshold moves with every request) and with the
+    presence filter (whose shadow takes in every request and what it names)."""
     from stream_warmer.model.features import FeatureSpec
     from stream_warmer.model.net import WarmNet
     from stream_warmer.model.train import build_config
@@ -257,7 +258,9 @@ def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
     spec = FeatureSpec(deltas=(1, 2, -1), gap_edges=(0.5, 2.0), size_edges=(6.0, 8.0),
                        ahead_window=4, ahead_ranks=2)
     model = WarmNet(build_config(spec, settings.model)).eval()
-    ms = settings.model.model_copy(update={"budget_online": budget, "cache_capacity": 20})
+    ms = settings.model.model_copy(update={"budget_online": mode == "budget",
+                                           "presence_filter": mode == "presence",
+                                           "cache_capacity": 20})
     rng = random.Random(5)
     events = [AccessEvent(tenant=f"t{rng.randrange(4)}", ts=2 * i,
                           key=str(rng.randrange(30)) if rng.random() < 0.7 else str(50 + i))
@@ -293,3 +296,36 @@ def test_the_budgets_nextkey_shadow_takes_ascii_digits_only(key: str,
     from stream_warmer.strategies.lstm import _next_keys
 
     assert _next_keys(key, 2) == expected  # int("²") raised ValueError on every event
+
+
+def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
+        settings: Settings) -> None:
+    """At delay 0 the shadow is the evaluator's cache: the LSTM names only keys the
+    cache does not hold, and the top key it skips is the one the cache has."""
+    from stream_warmer.lru import LruSim
+    from stream_warmer.model.features import FeatureSpec
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.train import build_config
+
+    __import__("torch").manual_seed(4)
+    spec = FeatureSpec(deltas=(1, 2, -1), ahead_window=4, ahead_ranks=2)
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"presence_filter": True})
+    rng = random.Random(6)
+    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(40)))
+              for i in range(1500)]
+    plain = LstmStrategy(model, spec, 0.0, settings.model)
+    strategy = LstmStrategy(model, spec, 0.0, ms)
+    assert not strategy.nested_k and strategy.release_floor() is None
+    strategy.set_cache_capacity(12)
+    sim, named, skipped = LruSim(12), 0, 0
+    for event, preds, top in zip(events, strategy.predict_stream(events, 1),
+                                 plain.predict_stream(events, 1), strict=True):
+        sim.request((event.tenant, event.key), True)
+        if top and preds and top[0].key != preds[0].key:
+            skipped += 1
+            assert (event.tenant, top[0].key) in sim.lru
+        for p in preds:
+            assert sim.warm((event.tenant, p.key), True)
+            named += 1
+    assert named > 500 and skipped > 50

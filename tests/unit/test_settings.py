@@ -76,6 +76,14 @@ def test_successor_bounds_must_leave_the_lstm_its_ranks() -> None:
     assert ok.strategy.markov_max_successors == 1
 
 
+def test_presence_filter_and_online_budget_are_refused_together() -> None:
+    on = {"STREAM_WARMER_MODEL__PRESENCE_FILTER": "true"}
+    assert load_settings(None, on).model.presence_filter
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {**on, "STREAM_WARMER_MODEL__BUDGET_ONLINE": "true"})
+    assert "STREAM_WARMER_MODEL__PRESENCE_FILTER" in str(exc.value)
+
+
 def test_model_inputs_can_be_dropped_by_name() -> None:
     s = load_settings(None, {"STREAM_WARMER_MODEL__DROP_INPUTS": '["gap", "present"]'})
     assert s.model.drop_inputs == ("gap", "present")
