@@ -64,7 +64,6 @@ def measure_latency(res: Any, trace: Path, strategy: str, rate: float, *, second
             if child.exitcode != 0:
                 msg = f"the paced producer failed (exit code {child.exitcode})"
                 raise RuntimeError(msg)
-            # a short trace may run out before ``rate * seconds`` events
             _wait_for(lambda: app.stats.consumed >= WARMUP_EVENTS + sent.value, 60)
             time.sleep(0.5)
             # from the pacing clock's start, not the child's: it reads the trace first
@@ -100,13 +99,18 @@ def _paced_producer(job: _PacedJob, sent_out: Any, clock_out: Any = None) -> Non
     """In its own process (no GIL shared with the app): produce ``total`` events at ``rate``.
 
     Lighter than ``replay``'s per-event pacing: the events are read before the clock
-    starts, and every slice that is due goes out with one wall-clock ``ts``.
+    starts, and every slice that is due goes out with one wall-clock ``ts``. A trace
+    shorter than ``total`` events is replayed again from its start (the same keys: the
+    rate and the measured seconds are what this step is for, and a fast machine asks
+    for more events than a small trace has).
     """
     from confluent_kafka import Producer
 
     from stream_warmer.events import AccessEvent, encode
 
     events = list(trace_events(Path(job.trace), job.total, job.offset + WARMUP_EVENTS))
+    if events and len(events) < job.total:
+        events = (events * -(-job.total // len(events)))[: job.total]
     producer = Producer(job.conf | {"linger.ms": job.linger_ms,
                                     "queue.buffering.max.messages": 1_000_000})
     rate, topic = job.rate, job.topic
