@@ -15,6 +15,7 @@ default ../shared/traces); minutes per trace (a model per delay).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -59,23 +60,18 @@ def run(trace: str, fracs: list[float], delays: list[int], rates: list[float],
 
 
 def main(argv: list[str]) -> int:
-    traces_dir = "../shared/traces"
-    if "--traces-dir" in argv:
-        i = argv.index("--traces-dir")
-        traces_dir = argv[i + 1]
-        argv = argv[:i] + argv[i + 2 :]
-    path = DOCS / "at-spend.json"
-    if "--json" in argv:
-        i = argv.index("--json")
-        path = Path(argv[i + 1])
-        argv = argv[:i] + argv[i + 2 :]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("traces", nargs="*", help="default: every trace with peer rows")
+    parser.add_argument("--traces-dir", default="../shared/traces")
+    parser.add_argument("--json", type=Path, default=DOCS / "at-spend.json")
+    args = parser.parse_args(argv)
     todo = plan()
-    unknown = [t for t in argv if t not in todo]
+    unknown = [t for t in args.traces if t not in todo]
     if unknown:
-        print(f"at_spend: no peer rows for {unknown} (known: {sorted(todo)})", file=sys.stderr)
-        return 2
-    for trace in argv or list(todo):
-        rows = run(trace, *todo[trace], traces_dir)
+        parser.error(f"no peer rows for {unknown} (known: {sorted(todo)})")
+    path: Path = args.json
+    for trace in args.traces or list(todo):
+        rows = run(trace, *todo[trace], args.traces_dir)
         old = json.loads(path.read_text()) if path.exists() else []
         kept = [r for r in old if r["trace"] != trace]
         path.write_text(json.dumps(kept + rows, indent=2) + "\n")

@@ -94,10 +94,11 @@ def start_watcher(settings: Settings) -> ModelWatcher:
     from stream_warmer.trainer.store import open_store
     from stream_warmer.trainer.watcher import ModelWatcher
 
-    if settings.model.budget_online and settings.model.cache_capacity == 0:
-        log.warning("model.budget_online is on but model.cache_capacity is 0: the warm "
-                    "budget needs the warmed cache's capacity in objects; serving at the "
-                    "trained threshold (set STREAM_WARMER_MODEL__CACHE_CAPACITY)")
+    for name in ("budget_online", "presence_filter"):
+        if getattr(settings.model, name) and settings.model.cache_capacity == 0:
+            log.warning(f"model.{name} is on but model.cache_capacity is 0: it needs the "
+                        "warmed cache's capacity in objects; the LSTM serves without it "
+                        "(set STREAM_WARMER_MODEL__CACHE_CAPACITY)")
     watcher = ModelWatcher(
         settings.kafka,
         settings.topics.model_updates,

@@ -86,13 +86,11 @@ EventSource = Callable[[], Iterable[AccessEvent]]
 @dataclass(slots=True)
 class _Cache:
     """One cache a lane feeds: its f, its replay, and the iso-warm gate that holds it
-    (None: the strategy's own warm rate, at its own confidence ``floor`` when the lane
-    took that over: ``WarmingStrategy.release_floor``)."""
+    (None: the strategy's own warm rate)."""
 
     frac: float
     sim: LruSim
     gate: WarmRateGate | None = None
-    floor: float = 0.0
 
 
 @dataclass(slots=True)
@@ -104,6 +102,9 @@ class _Lane:
     k: int
     caches: list[tuple[int, list[_Cache]]]
     replay_s: float = 0.0  # its predictions in the replay
+    # the strategy's confidence floor, taken over for its iso-warm gates
+    # (``WarmingStrategy.release_floor``): its own caches apply it (0: none)
+    floor: float = 0.0
 
 
 def evaluate(
@@ -262,10 +263,10 @@ def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
         strategy.set_cache_capacity(min(c for _, c in cg))
         # held at W, a strategy with its own floor may spend more than its own rate
         floor = (strategy.release_floor() if warm_rates else None) or 0.0
-        per_k = [(k, [_Cache(f, LruSim(c, d), floor=floor) for f, c in cg for d in delays]
+        per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
                   + [_Cache(f, LruSim(c, d), WarmRateGate(w, threshold=floor))
                      for w in warm_rates for f, c in cg for d in delays]) for k in kg]
-        lanes.append(_Lane(spec.name, strategy, kg[-1], per_k))
+        lanes.append(_Lane(spec.name, strategy, kg[-1], per_k, floor=floor))
     return lanes
 
 
@@ -304,23 +305,24 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
-    # per lane, per k: (gate, floor, cache); a gate or a floor filters warms by score
-    feeds = [[(k, [(c.gate, c.floor, c.sim) for c in caches]) for k, caches in lane.caches]
-             for lane in lanes]
+    # per lane: its own floor (0: none taken over), then per k: (gate, cache); a gate
+    # filters the warms by their scores, the own caches by the floor
+    feeds = [(lane.floor, [(k, [(c.gate, c.sim) for c in caches])
+                             for k, caches in lane.caches]) for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
         tenant = event.tenant
         item = (tenant, event.key)
-        for feed, pred in zip(feeds, preds, strict=True):
+        for (floor, feed), pred in zip(feeds, preds, strict=True):
             warms = [(tenant, p.key) for p in pred]
             scored: list[tuple[tuple[str, str], float]] | None = None  # for the gates, once
+            own = warms if not floor else [w for w, p in zip(warms, pred, strict=True)
+                                           if p.score >= floor]  # best first: a prefix
             for k, caches in feed:
-                named = warms[:k] if k < len(warms) else warms
-                for gate, floor, sim in caches:
-                    if gate is None:  # its own rate (at its own floor, if it gave it up)
-                        sim.step(item, named if not floor else
-                                 [w for w, p in zip(named, pred, strict=False)
-                                  if p.score >= floor], counting)
+                named = own[:k] if k < len(own) else own
+                for gate, sim in caches:
+                    if gate is None:  # its own rate
+                        sim.step(item, named, counting)
                         continue
                     if scored is None:
                         scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]

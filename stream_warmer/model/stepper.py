@@ -29,14 +29,20 @@ from stream_warmer.model.slots import TenantSlots
 from stream_warmer.model.state import StateSlots
 from stream_warmer.model.tracker import Batch
 from stream_warmer.settings import ModelSettings
-from stream_warmer.strategies.scored import probabilities
 
-# per group of tenants: the rows of its events in the batch (a mask, or all), its tenants,
-# and (logits (N_group, C) of its events in batch order, or probabilities (B_group, C) at
-# each tenant's newest step with ``last_only``; the row of each tenant's newest event;
-# the probabilities at each tenant's newest step)
-Advanced = tuple[npt.NDArray[np.bool_] | slice, list[str],
-                 tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]]
+# what one group of tenants stepped to: logits (N_group, C) of its events in batch order,
+# or probabilities (B_group, C) at each tenant's newest step with ``last_only``; the row
+# of each tenant's newest event; the probabilities at each tenant's newest step
+Stepped = tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]
+Rows = npt.NDArray[np.bool_] | slice  # a group's events in the batch (a mask, or all)
+# per group of tenants: its rows, its tenants, what it stepped to
+Advanced = tuple[Rows, list[str], Stepped]
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities of logit rows (N, C), as the evaluator computes them
+    (``torch.softmax``; a row's result does not depend on the rows beside it)."""
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
 class Stepper:
@@ -73,8 +79,7 @@ class Stepper:
         return out
 
     def _group(self, group: list[str], cats: np.ndarray, masks: np.ndarray,
-               rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool
-               ) -> tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]:
+               rows_of: np.ndarray, pos: np.ndarray, *, last_only: bool) -> Stepped:
         b = len(group)
         lens = np.bincount(rows_of, minlength=b)  # (B,) steps per tenant
         steps = np.zeros((b, int(lens.max())), dtype=np.int64)  # (B, T) -> event row

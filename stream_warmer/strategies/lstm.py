@@ -19,20 +19,19 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
 import numpy as np
-import numpy.typing as npt
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.budget import WarmBudget
 from stream_warmer.model.features import FeatureSpec
 from stream_warmer.model.net import WarmNet
 from stream_warmer.model.runtime import PrecisionCheck
-from stream_warmer.model.stepper import Stepper
+from stream_warmer.model.stepper import Rows, Stepped, Stepper, probabilities
 from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov, next_keys
 from stream_warmer.strategies.presence import Presence
-from stream_warmer.strategies.scored import ScoredBatch, probabilities
+from stream_warmer.strategies.scored import ScoredBatch
 
 
 class LstmStrategy(WarmingStrategy):
@@ -299,8 +298,7 @@ class LstmStrategy(WarmingStrategy):
         self._tracker.forget(tenant)
 
     def _advance(self, batch: Batch, *, last_only: bool = False
-                 ) -> list[tuple[npt.NDArray[np.bool_] | slice,
-                                 tuple[np.ndarray, npt.NDArray[np.int64], np.ndarray]]]:
+                 ) -> list[tuple[Rows, Stepped]]:
         """The stepper's ``advance`` of ``batch`` (``model.stepper.Advanced``), the
         tracker told each tenant's newest probabilities; per group of tenants: its
         events' rows in the batch, and what the stepper computed for them."""

@@ -17,9 +17,9 @@ from operator import attrgetter, itemgetter
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from stream_warmer.events import AccessEvent
+from stream_warmer.model.stepper import probabilities
 from stream_warmer.model.tracker import Cands
 from stream_warmer.strategies.base import Prediction, Window
 
@@ -99,9 +99,3 @@ def _newest_events(windows: Sequence[Window]) -> list[object]:
 
 
 _EVENTS, _LAST = attrgetter("events"), itemgetter(-1)
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities of logit rows (N, C), as the evaluator computes them
-    (``torch.softmax``; a row's result does not depend on the rows beside it)."""
-    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
