@@ -1,15 +1,18 @@
-"""The LSTM held at every peer's own spend: docs/at-spend.json, for the at-spend tables
-of docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
+"""The LSTM at every peer's own spend: docs/at-spend.json, for the at-spend tables of
+docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
 
     .venv/bin/python scripts/at_spend.py [--json PATH] [TRACE ...]   # default: every trace
 
 For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
 the warms per request that markov1, nextkey, pg and mithril spend on their own at each
 (f, delay) become the ``--warm-rate`` list of one ``evaluate --strategies lstm`` run
-(k 1, the same f and delays); its rows replace that trace's rows in docs/at-spend.json
-(or ``--json PATH``, e.g. for a run with other settings in the environment).
-The LSTM gives its trained threshold up to the gate (``release_floor``), so held at a
-peer's rate above its own it spends more. Needs the shared traces (``--traces-dir``,
+(k 1, the same f and delays), which also draws the LSTM's frontier over a fixed grid of
+thresholds (``--threshold``, ``THRESHOLDS``: a log-spaced grid of scores, the same for
+every trace); its rows replace that trace's rows in docs/at-spend.json (or ``--json
+PATH``, e.g. for a run with other settings in the environment). The LSTM gives its
+trained threshold up to the gate and to the grid (``release_floor``), so it can spend
+more than its own rate. The tables take the LSTM's best row that spends no more than
+the peer. Needs the shared traces (``--traces-dir``,
 default ../shared/traces); minutes per trace (a model per delay).
 """
 
@@ -26,6 +29,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PEERS = ("markov1", "nextkey", "pg", "mithril")
+# about 2-3 points per decade of score, 0 (every top-k key) to 0.7
+THRESHOLDS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3,
+              0.5, 0.7)
 
 
 def plan() -> dict[str, tuple[list[float], list[int], list[float]]]:
@@ -34,7 +40,8 @@ def plan() -> dict[str, tuple[list[float], list[int], list[float]]]:
     for name in ("delay.json", "iso-warm.json"):
         rows: list[dict[str, Any]] = json.loads((DOCS / name).read_text())
         for r in rows:
-            if r["k"] != 1 or r.get("warm_rate") is not None or r["strategy"] not in PEERS:
+            if (r["k"] != 1 or r.get("warm_rate") is not None or r.get("threshold") is not None
+                    or r["strategy"] not in PEERS):
                 continue
             fs, ds, ws = out.setdefault(r["trace"], (set(), set(), set()))
             fs.add(r["cache_frac"])
@@ -52,7 +59,8 @@ def run(trace: str, fracs: list[float], delays: list[int], rates: list[float],
                "--traces-dir", traces_dir, "--strategies", "lstm", "--k", "1",
                "--cache-frac", ",".join(f"{f:g}" for f in fracs),
                "--delay", ",".join(map(str, delays)),
-               "--warm-rate", ",".join(f"{w:g}" for w in rates), "--json", str(out)]
+               "--warm-rate", ",".join(f"{w:g}" for w in rates),
+               "--threshold", ",".join(f"{t:g}" for t in THRESHOLDS), "--json", str(out)]
         print("at_spend:", " ".join(cmd[1:]), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
         rows: list[dict[str, Any]] = json.loads(out.read_text())

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "its warms with (the same controller for all; it can raise only a "
                         "strategy's that has a confidence floor to give up, the lstm's); "
                         "the best hit ratio at each W is starred")
+    parser.add_argument("--threshold", default=None, metavar="T[,T...]",
+                        help="frontier rows too: each strategy's cache takes, all replay "
+                        "long, the named warms scoring at least T (a fixed threshold; the "
+                        "lstm's trained one is given up, as for --warm-rate), so the rows "
+                        "of a T grid trace its hit ratio against warms per request")
     parser.add_argument("--max-events", type=int, default=None, metavar="N",
                         help="evaluate only each trace's first N events (the halves of "
                         "DESIGN §5 are of these N; the row's trace is named NAME[:N])")
@@ -118,6 +123,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ks = [int(k) for k in _numbers(args.k, int, "k")]
     delays = delays_of(args.delay, args.delay_ms, args.rate)
     warm_rates = [] if args.warm_rate is None else _numbers(args.warm_rate, float, "warm-rate")
+    thresholds = ([] if args.threshold is None
+                  else _numbers(args.threshold, float, "threshold", allow_zero=True))
+    if any(t > 1 for t in thresholds):
+        msg = f"--threshold values are scores, in [0, 1], got {args.threshold!r}"
+        raise ConfigError(msg)
     if args.max_events is not None and args.max_events < 2:
         msg = f"--max-events needs at least 2 events (a training and a counted half), " \
               f"got {args.max_events}"
@@ -138,7 +148,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         start = time.monotonic()
         times = ReplayTimes()
         rows += evaluate_trace(source, strategies, ks, fracs, settings, show_progress=show,
-                               delays=delays, times=times, warm_rates=warm_rates)
+                               delays=delays, times=times, warm_rates=warm_rates,
+                               thresholds=thresholds)
         print(f"# {name}: {time.monotonic() - start:.1f} s (scan {times.scan_s:.1f} s, "
               f"trace reads in the replay {times.read_s:.1f} s; each strategy's train and "
               "replay seconds are in its rows)", file=sys.stderr)

@@ -114,11 +114,13 @@ def evaluate_trace(
     delays: Sequence[int] = (0,),
     times: ReplayTimes | None = None,
     warm_rates: Sequence[float] = (),
+    thresholds: Sequence[float] = (),
 ) -> list[EvalRow]:
     """All rows of one trace: a counting pass, then one replay for every strategy.
 
     ``delays`` (requests, DESIGN §8) give one row per delay from that same replay;
-    ``warm_rates`` add the iso-warm rows (``warmeval.evaluate``).
+    ``warm_rates`` add the iso-warm rows and ``thresholds`` the frontier's
+    (``warmeval.evaluate``).
     ``times``, when given, gets the seconds of the counting pass and of the trace
     reads during the replay (each strategy's own seconds are in its rows).
     """
@@ -131,7 +133,8 @@ def evaluate_trace(
 
     def run(progress: Progress | None) -> list[EvalRow]:
         return evaluate(source.name, lambda: source.events(progress), specs, ks, fracs,
-                        stats=stats, delays=delays, times=times, warm_rates=warm_rates)
+                        stats=stats, delays=delays, times=times, warm_rates=warm_rates,
+                        thresholds=thresholds)
 
     return _with_progress(f"{source.name} replay", stats.requests, show_progress, run)
 
@@ -200,19 +203,19 @@ def format_table(rows: Sequence[EvalRow]) -> str:
     together), repeated on each of its rows.
     """
     w = max([20, *(len(r.trace) for r in rows)])
-    held = any(r.warm_rate is not None for r in rows)
+    held = any(r.held() != "-" for r in rows)
     best = _best_at_each_rate(rows)
     sw = 11 if held else 10  # room for the star
     head = (f"{'trace':<{w}} {'f':>5} {'C':>7} {'k':>2} {'delay':>5} "
-            + (f"{'W':>6} " if held else "") + f"{'strategy':<{sw}} "
+            + (f"{'W / T':>7} " if held else "") + f"{'strategy':<{sw}} "
             f"{'hit ratio':>9} {'precision':>9} {'warms/req':>9} {'train s':>8} "
             f"{'replay s':>8}")
     lines = [head, "-" * len(head)]
     for i, r in enumerate(rows):
-        rate = ("-" if r.warm_rate is None else f"{r.warm_rate:g}") if held else ""
+        rate = r.held() if held else ""
         name = r.strategy + ("*" if i in best else "")
         lines.append(f"{r.trace:<{w}} {r.cache_frac:>5g} {r.capacity:>7} {r.k:>2} "
-                     f"{r.delay:>5} " + (f"{rate:>6} " if held else "") + f"{name:<{sw}} "
+                     f"{r.delay:>5} " + (f"{rate:>7} " if held else "") + f"{name:<{sw}} "
                      f"{r.hit_ratio:>9.4f} {r.warm_precision:>9.3f} "
                      f"{r.warms_per_request:>9.3f} {r.train_s:>8.1f} {r.replay_s:>8.1f}")
     return "\n".join(lines)

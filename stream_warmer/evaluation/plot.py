@@ -2,7 +2,8 @@
 
 One panel per (trace, cache fraction); each strategy is a line through its points in
 order of warms per request: its own rows (labelled by k) and its iso-warm rows
-(``evaluate --warm-rate``, labelled by W), so the line is its frontier and a strategy
+(``evaluate --warm-rate``, labelled by W) and its fixed-threshold rows
+(``evaluate --threshold``, labelled by T), so the line is its frontier and a strategy
 up and to the left of another is better. Rows of
 several delays (``evaluate --delay``) get a line per (strategy, delay), ``L=`` in the
 legend for a delay other than 0.
@@ -51,7 +52,7 @@ def _panel(ax: Any, rows: Sequence[EvalRow]) -> None:
         ys = [r.hit_ratio for r in mine]
         ax.plot(xs, ys, marker="o", label=f"{name} L={delay}" if delay else name)
         for r in mine:
-            label = f"k={r.k}" if r.warm_rate is None else f"W={r.warm_rate:g}"
+            label = f"k={r.k}" if r.held() == "-" else r.held()
             ax.annotate(label, (r.warms_per_request, r.hit_ratio),
                         textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("warms per request")

@@ -35,10 +35,20 @@ class EvalRow:
     # iso-warm rows (``warm_rates``): the effective warms per request the row's cache
     # was held at by ``WarmRateGate``; None: the strategy's own rate
     warm_rate: float | None = None
+    # frontier rows (``thresholds``): the fixed score floor the row's cache took warms
+    # at (``FixedThreshold``); None: not such a row
+    threshold: float | None = None
     # seconds per strategy and trace (module docstring); not compared: rows that only
     # differ in timing are equal
     train_s: float = field(default=math.nan, compare=False)
     replay_s: float = field(default=math.nan, compare=False)
+
+    def held(self) -> str:
+        """How the row's cache was held: ``-`` (the strategy's own rate), ``W=`` (the
+        iso-warm gate's rate), ``T=`` (a fixed threshold)."""
+        if self.threshold is not None:
+            return f"T={self.threshold:g}"
+        return "-" if self.warm_rate is None else f"W={self.warm_rate:g}"
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a plain dict (``nan`` stays a float; JSON writers map it)."""
@@ -108,6 +118,26 @@ class WarmRateGate:
                              counting)
         self.threshold = ascend(self.threshold, self.lr, effective - self.target,
                                 top=1.0 + self.lr)
+
+
+@dataclass(slots=True)
+class FixedThreshold:
+    """Holds one cache to the named warms scoring at least ``threshold``, all replay long.
+
+    A point of the strategy's frontier (``evaluate --threshold``): over a grid of
+    thresholds, each cache spends what its strategy's confidence says, not a rate
+    imposed on every stretch of the trace (which ``WarmRateGate`` does, and which
+    costs hits: it cuts warms in the predictable stretches, where they pay). The
+    floor is taken over as the gate takes it over (``WarmingStrategy.release_floor``),
+    so a strategy with one, the lstm, can be read below it too.
+    """
+
+    threshold: float
+
+    def step(self, sim: LruSim, item: tuple[str, str],
+             named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
+        """One request of ``sim``, with the named warms that reach the threshold."""
+        sim.step(item, [w for w, score in named if score >= self.threshold], counting)
 
 
 def capacity_for(frac: float, distinct: int) -> int:

@@ -55,6 +55,7 @@ from itertools import tee
 from stream_warmer.evaluation.delay import check_delays
 from stream_warmer.evaluation.rows import (
     EvalRow,
+    FixedThreshold,
     ReplayTimes,
     StrategySpec,
     TraceStats,
@@ -68,6 +69,7 @@ from stream_warmer.strategies.base import Prediction, WarmingStrategy
 
 __all__ = [
     "EvalRow",
+    "FixedThreshold",
     "LruSim",
     "ReplayTimes",
     "StrategySpec",
@@ -85,12 +87,12 @@ EventSource = Callable[[], Iterable[AccessEvent]]
 
 @dataclass(slots=True)
 class _Cache:
-    """One cache a lane feeds: its f, its replay, and the iso-warm gate that holds it
-    (None: the strategy's own warm rate)."""
+    """One cache a lane feeds: its f, its replay, and what holds it: the iso-warm gate,
+    a fixed threshold (a frontier point), or None (the strategy's own warm rate)."""
 
     frac: float
     sim: LruSim
-    gate: WarmRateGate | None = None
+    gate: WarmRateGate | FixedThreshold | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +120,7 @@ def evaluate(
     delays: Sequence[int] = (0,),
     times: ReplayTimes | None = None,
     warm_rates: Sequence[float] = (),
+    thresholds: Sequence[float] = (),
 ) -> list[EvalRow]:
     """Rows for every strategy x k x f x delay, from one replay of the trace.
 
@@ -126,9 +129,11 @@ def evaluate(
     ``delays`` are in requests (module docstring; the default is DESIGN §5 alone).
     ``warm_rates`` add, for each rate W, a cache per (k, f, delay) held at W effective
     warms per request by a ``WarmRateGate`` (rows with ``warm_rate`` W), fed by the same
-    predictions. Rows come in the order strategy, k, f, delay (the held ones after the
-    strategy's own at each k). ``times``, when given, gets the shared seconds (the
-    per-strategy ones are in the rows).
+    predictions; ``thresholds`` a cache per threshold T that takes the named warms
+    scoring at least T (``FixedThreshold``; rows with ``threshold`` T: the strategy's
+    frontier). Rows come in the order strategy, k, then its own rows, the held ones
+    (by W) and the frontier's (by T), each by f and delay. ``times``, when given, gets
+    the shared seconds (the per-strategy ones are in the rows).
     """
     if not specs or not ks or not fracs or not delays:
         return []
@@ -139,7 +144,8 @@ def evaluate(
         stats = scan(source())
         times.scan_s += time.perf_counter() - started
     caches = [(f, capacity_for(f, stats.distinct)) for f in fracs]
-    lanes, train_s = _lanes(specs, ks, caches, delays, warm_rates)
+    lanes, train_s = _lanes(specs, ks, caches, delays, warm_rates=warm_rates,
+                            thresholds=thresholds)
     times.read_s += _replay(source(), lanes, stats.requests // 2)
     return _rows(trace, specs, lanes, train_s, fracs=fracs, delays=delays)
 
@@ -182,7 +188,9 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
         replay_s[lane.name] += lane.replay_s
     rows = [
         _row(c.sim, trace, lane.name, c.frac, k, train_s=train_s[lane.name],
-             replay_s=replay_s[lane.name], warm_rate=c.gate.target if c.gate else None)
+             replay_s=replay_s[lane.name],
+             warm_rate=c.gate.target if isinstance(c.gate, WarmRateGate) else None,
+             threshold=c.gate.threshold if isinstance(c.gate, FixedThreshold) else None)
         for lane in lanes
         for k, caches in lane.caches
         for c in caches
@@ -190,13 +198,18 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
     order = {spec.name: i for i, spec in enumerate(specs)}
     f_at = {f: i for i, f in enumerate(fracs)}
     d_at = {d: i for i, d in enumerate(dict.fromkeys(delays))}
-    return sorted(rows, key=lambda r: (order[r.strategy], r.k, r.warm_rate is not None,
-                                       r.warm_rate or 0.0, f_at.get(r.cache_frac, 0),
-                                       d_at.get(r.delay, 0)))
+    def kind(r: EvalRow) -> tuple[int, float]:  # own, held at W, frontier at T
+        if r.threshold is not None:
+            return 2, r.threshold
+        return (0, 0.0) if r.warm_rate is None else (1, r.warm_rate)
+
+    return sorted(rows, key=lambda r: (order[r.strategy], r.k, kind(r),
+                                       f_at.get(r.cache_frac, 0), d_at.get(r.delay, 0)))
 
 
 def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
-         train_s: float, replay_s: float, warm_rate: float | None = None) -> EvalRow:
+         train_s: float, replay_s: float, warm_rate: float | None = None,
+         threshold: float | None = None) -> EvalRow:
     return EvalRow(
         trace=trace,
         strategy=strategy,
@@ -209,6 +222,7 @@ def _row(sim: LruSim, trace: str, strategy: str, frac: float, k: int, *,
         warms_per_request=sim.warms_per_request(),
         delay=sim.delay,
         warm_rate=warm_rate,
+        threshold=threshold,
         train_s=round(train_s, 3),
         replay_s=round(replay_s, 3),
     )
@@ -221,7 +235,8 @@ def capacity_aware(strategy: WarmingStrategy) -> bool:
 
 def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
            caches: list[tuple[float, int]], delays: Sequence[int],
-           warm_rates: Sequence[float] = ()) -> tuple[list[_Lane], dict[str, float]]:
+           *, warm_rates: Sequence[float] = (), thresholds: Sequence[float] = ()
+           ) -> tuple[list[_Lane], dict[str, float]]:
     """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
 
     Every instance is told its cache capacity before replay. A factory that hands
@@ -241,14 +256,14 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
                   if for_delay is not None else [(spec.make, delays)])
         for make, dl in groups:
             lanes.extend(_spec_lanes(spec, make, all_ks=all_ks, caches=caches, delays=dl,
-                                     warm_rates=warm_rates))
+                                     warm_rates=warm_rates, thresholds=thresholds))
         train_s[spec.name] = train_s.get(spec.name, 0.0) + time.perf_counter() - started
     return lanes, train_s
 
 
 def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
                 all_ks: Sequence[int], caches: list[tuple[float, int]], delays: Sequence[int],
-                warm_rates: Sequence[float]) -> list[_Lane]:
+                warm_rates: Sequence[float], thresholds: Sequence[float]) -> list[_Lane]:
     """``_lanes`` for the instances ``make`` builds, feeding caches at ``delays``."""
     ks = sorted(set(spec.ks or all_ks))
     first = make()
@@ -261,11 +276,13 @@ def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
     for strategy, (kg, cg) in zip(made, [(kg, cg) for kg in k_groups for cg in c_groups],
                                   strict=True):
         strategy.set_cache_capacity(min(c for _, c in cg))
-        # held at W, a strategy with its own floor may spend more than its own rate
-        floor = (strategy.release_floor() if warm_rates else None) or 0.0
+        # held at W or at T, a strategy with its own floor may spend more than its own rate
+        floor = (strategy.release_floor() if warm_rates or thresholds else None) or 0.0
         per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
                   + [_Cache(f, LruSim(c, d), WarmRateGate(w, threshold=floor))
-                     for w in warm_rates for f, c in cg for d in delays]) for k in kg]
+                     for w in warm_rates for f, c in cg for d in delays]
+                  + [_Cache(f, LruSim(c, d), FixedThreshold(t))
+                     for t in thresholds for f, c in cg for d in delays]) for k in kg]
         lanes.append(_Lane(spec.name, strategy, kg[-1], per_k, floor=floor))
     return lanes
 
@@ -305,8 +322,8 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
-    # per lane: its own floor (0: none taken over), then per k: (gate, cache); a gate
-    # filters the warms by their scores, the own caches by the floor
+    # per lane: its own floor (0: none taken over), then per k: (gate, cache); a gate or
+    # fixed threshold filters the warms by their scores, the own caches by the floor
     feeds = [(lane.floor, [(k, [(c.gate, c.sim) for c in caches])
                              for k, caches in lane.caches]) for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):

@@ -61,6 +61,25 @@ def test_cli_rejects_bad_arguments(tiny: Path, capsys: pytest.CaptureFixture[str
     assert main(["evaluate", str(tiny), "--cache-frac", "2"]) == 1
     assert main(["evaluate", str(tiny), "--k", "x"]) == 1
     assert main(["evaluate", "no-such-trace", "--traces-dir", "/nonexistent"]) == 1
+    assert main(["evaluate", str(tiny), "--threshold", "1.5"]) == 1
+    assert "scores, in [0, 1]" in capsys.readouterr().err
+    assert main(["evaluate", str(tiny), "--threshold", "-0.1"]) == 1
+
+
+def test_cli_threshold_rows_trace_each_strategys_frontier(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "rows.json"
+    rc = main(["evaluate", "tiny", "--traces-dir", str(tmp_path), "--strategies", "markov1",
+               "--k", "1", "--cache-frac", "0.5", "--threshold", "0,1.0", "--json",
+               str(out_json), "--no-progress"])
+    assert rc == 0
+    assert "T=1" in capsys.readouterr().out
+    own, zero, one = json.loads(out_json.read_text())
+    assert (own["threshold"], zero["threshold"], one["threshold"]) == (None, 0.0, 1.0)
+    # markov1 names its top key whatever its score: T = 0 is its own row
+    assert zero["hit_ratio"] == own["hit_ratio"]
+    assert one["warms_per_request"] <= own["warms_per_request"]
 
 
 def test_resolve_and_parse(tiny: Path, tmp_path: Path) -> None:
@@ -114,7 +133,8 @@ def test_cli_delay_gives_one_row_per_delay(
         ("none", 0), ("none", 1), ("none", 4), ("nextkey", 0), ("nextkey", 1), ("nextkey", 4)]
     fields = {"trace", "strategy", "cache_frac", "k", "capacity", "requests", "hit_ratio",
               "warm_precision", "warms_per_request"}  # DESIGN §6, plus delay and timing
-    assert all(set(r) == fields | {"delay", "warm_rate", "train_s", "replay_s"} for r in rows)
+    extra = {"delay", "warm_rate", "threshold", "train_s", "replay_s"}
+    assert all(set(r) == fields | extra for r in rows)
     nextkey = {r["delay"]: r["hit_ratio"] for r in rows if r["strategy"] == "nextkey"}
     assert nextkey[0] > nextkey[4]  # this trace's next key is timely only at L = 0
 

@@ -53,7 +53,7 @@ def test_each_strategy_is_held_at_the_rate_or_below_it() -> None:
     table = format_table(rows)
     assert "W" in table.splitlines()[0]
     starred = [line for line in table.splitlines() if "*" in line]
-    assert len(starred) == 1 and " 0.3 " in starred[0]
+    assert len(starred) == 1 and "W=0.3" in starred[0]
 
 
 def test_without_rates_the_rows_are_the_protocols_own() -> None:
@@ -96,3 +96,22 @@ def test_a_strategy_that_gives_up_its_floor_is_held_above_its_own_rate() -> None
     assert own.warms_per_request < 0.5  # about 2 x 0.2 of the random scores pass 0.8
     assert abs(low.warms_per_request - 0.2) < 0.02  # held below its own rate
     assert abs(high.warms_per_request - 1.0) < 0.03  # and above it
+
+
+def test_fixed_thresholds_trace_the_frontier_below_and_above_the_floor() -> None:
+    """A fixed threshold T takes the named warms scoring at least T, all replay long: with
+    uniform scores, k = 2 random keys spend about 2 x (1 - T) per request, on either side
+    of the strategy's own floor (given up, as for the gate); the own row is unchanged."""
+    events = _events(20_000)
+    plain = evaluate("t", lambda: events, [StrategySpec("f", lambda: Floored(2, 0.8))],
+                     [2], [0.1])
+    rows = evaluate("t", lambda: events, [StrategySpec("f", lambda: Floored(2, 0.8))],
+                    [2], [0.1], warm_rates=[0.2], thresholds=[0.9, 0.5, 0.0])
+    assert [r.held() for r in rows] == ["-", "W=0.2", "T=0", "T=0.5", "T=0.9"]
+    assert rows[0] == plain[0]
+    for row in rows[2:]:
+        assert row.threshold is not None and row.warm_rate is None
+        assert abs(row.warms_per_request - 2 * (1 - row.threshold)) < 0.05
+    table = format_table(rows).splitlines()
+    assert "W / T" in table[0] and "T=0.5" in table[5]
+    assert sum("*" in line for line in table) == 0  # one strategy: nothing to star
