@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import tee
 
@@ -275,16 +275,29 @@ def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
     lanes = []
     for strategy, (kg, cg) in zip(made, [(kg, cg) for kg in k_groups for cg in c_groups],
                                   strict=True):
-        strategy.set_cache_capacity(min(c for _, c in cg))
+        capacity = min(c for _, c in cg)
+        strategy.set_cache_capacity(capacity)
+        # a threshold the strategy must apply itself gets an instance (a lane) of its own
+        apart = {t: own for t in thresholds if (own := strategy.at_threshold(t)) is not None}
         # held at W or at T, a strategy with its own floor may spend more than its own rate
         floor = (strategy.release_floor() if warm_rates or thresholds else None) or 0.0
         per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
                   + [_Cache(f, LruSim(c, d), WarmRateGate(w, threshold=floor))
                      for w in warm_rates for f, c in cg for d in delays]
-                  + [_Cache(f, LruSim(c, d), FixedThreshold(t))
-                     for t in thresholds for f, c in cg for d in delays]) for k in kg]
+                  + _at(thresholds, cg, delays, skip=apart)) for k in kg]
         lanes.append(_Lane(spec.name, strategy, kg[-1], per_k, floor=floor))
+        for t, alone in apart.items():
+            alone.set_cache_capacity(capacity)
+            lanes.append(_Lane(spec.name, alone, kg[-1],
+                               [(k, _at([t], cg, delays)) for k in kg]))
     return lanes
+
+
+def _at(thresholds: Sequence[float], caches: list[tuple[float, int]], delays: Sequence[int],
+        skip: Container[float] = ()) -> list[_Cache]:
+    """A cache per threshold (but those in ``skip``), f and delay, each at its T."""
+    return [_Cache(f, LruSim(c, d), FixedThreshold(t))
+            for t in thresholds if t not in skip for f, c in caches for d in delays]
 
 
 def _timed(events: Iterable[AccessEvent], spent: list[float]) -> Iterator[AccessEvent]:

@@ -76,6 +76,16 @@ class WarmingStrategy(ABC):
         """
         return None
 
+    def at_threshold(self, threshold: float) -> WarmingStrategy | None:
+        """A new instance like this one that names only warms scoring at least
+        ``threshold``, for the evaluator's frontier rows (``evaluate --threshold``), or
+        None (the default): the evaluator filters this strategy's named warms by their
+        scores itself. A strategy overrides it when what it names depends on what it
+        named before (the lstm's presence filter: its shadow takes in what it names), so
+        that a cut after the fact would not be what the strategy does at that threshold.
+        """
+        return None
+
     def forget(self, tenants: Iterable[str]) -> None:  # noqa: B027 - optional hook
         """Drop any per-tenant state of ``tenants`` (evicted or revoked)."""
 

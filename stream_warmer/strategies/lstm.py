@@ -107,6 +107,15 @@ class LstmStrategy(WarmingStrategy):
         floor, self.threshold = self.threshold, 0.0
         return floor
 
+    def at_threshold(self, threshold: float) -> LstmStrategy | None:
+        """With the presence filter, a fresh instance at ``threshold`` instead of the
+        trained one (``WarmingStrategy.at_threshold``); else None."""
+        if not self.settings.presence_filter:
+            return None
+        again = self.fresh()
+        again.threshold = threshold
+        return again
+
     def observe(self, event: AccessEvent) -> None:
         """Queue the access; the tracker and the model advance at the next predict."""
         self._events.append(event)

@@ -317,6 +317,9 @@ def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
     plain = LstmStrategy(model, spec, 0.0, settings.model)
     strategy = LstmStrategy(model, spec, 0.0, ms)
     assert not strategy.nested_k and strategy.release_floor() is None
+    assert plain.at_threshold(0.2) is None  # the evaluator cuts its warms after the fact
+    at = strategy.at_threshold(0.2)  # the shadow's warms are its own: an instance at T
+    assert at is not None and at.threshold == 0.2 and at is not strategy
     strategy.set_cache_capacity(12)
     sim, named, skipped = LruSim(12), 0, 0
     for event, preds, top in zip(events, strategy.predict_stream(events, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -115,3 +116,45 @@ def test_fixed_thresholds_trace_the_frontier_below_and_above_the_floor() -> None
     table = format_table(rows).splitlines()
     assert "W / T" in table[0] and "T=0.5" in table[5]
     assert sum("*" in line for line in table) == 0  # one strategy: nothing to star
+
+
+class NamesOnce(Floored):
+    """Names each random key once only (what it names depends on what it named, as a
+    presence shadow does), so its frontier needs an instance per threshold."""
+
+    def __init__(self, per_request: int, floor: float) -> None:
+        super().__init__(per_request, floor)
+        self.named: set[str] = set()
+        self._rng = random.Random(0)
+
+    def at_threshold(self, threshold: float) -> NamesOnce:
+        return NamesOnce(2, threshold)
+
+    def release_floor(self) -> float | None:
+        return None
+
+    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
+        """Keys from a small space, each named at most once, at or above its floor."""
+        for _ in events:
+            preds = [Prediction(str(self._rng.randrange(3000)), self._rng.random())
+                     for _ in range(k)]
+            fresh = [p for p in preds if p.score >= self.floor and p.key not in self.named]
+            self.named.update(p.key for p in fresh)
+            yield fresh
+
+
+def test_a_strategy_that_applies_a_threshold_itself_gets_an_instance_per_threshold() -> None:
+    """Its T row is what an instance at floor T does on its own, not a cut after the fact
+    of the floor-0.8 instance's warms (which would name each key once at floor 0.8)."""
+    events = _events(8_000)
+    rows = evaluate("t", lambda: events, [StrategySpec("s", lambda: NamesOnce(2, 0.8))],
+                    [2], [0.1], thresholds=[0.3, 0.8])
+    alone = {t: evaluate("t", lambda: events,
+                         [StrategySpec("s", functools.partial(NamesOnce, 2, t))],
+                         [2], [0.1])[0] for t in (0.3, 0.8)}
+    own, at3, at8 = rows
+    assert (at3.threshold, at8.threshold) == (0.3, 0.8)
+    assert at3.hit_ratio == alone[0.3].hit_ratio
+    assert at3.warms_per_request == alone[0.3].warms_per_request
+    assert at8.warms_per_request == own.warms_per_request == alone[0.8].warms_per_request
+    assert at3.warms_per_request != own.warms_per_request  # not a cut of the own warms
