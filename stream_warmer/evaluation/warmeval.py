@@ -198,6 +198,7 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
     order = {spec.name: i for i, spec in enumerate(specs)}
     f_at = {f: i for i, f in enumerate(fracs)}
     d_at = {d: i for i, d in enumerate(dict.fromkeys(delays))}
+
     def kind(r: EvalRow) -> tuple[int, float]:  # own, held at W, frontier at T
         if r.threshold is not None:
             return 2, r.threshold
@@ -237,7 +238,8 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
            caches: list[tuple[float, int]], delays: Sequence[int],
            *, warm_rates: Sequence[float] = (), thresholds: Sequence[float] = ()
            ) -> tuple[list[_Lane], dict[str, float]]:
-    """One lane per instance: per k unless ``nested_k``, per f when capacity-aware.
+    """One lane per instance: per k unless ``nested_k``, per f when capacity-aware, and
+    per frontier threshold that the strategy applies itself (``at_threshold``).
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
