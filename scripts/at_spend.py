@@ -2,7 +2,6 @@
 docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
 
     .venv/bin/python scripts/at_spend.py [--json PATH] [TRACE ...]   # default: every trace
-    .venv/bin/python scripts/at_spend.py --plot-only    # redraw docs/at-spend.png
 
 For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
 the warms per request that markov1, nextkey, pg and mithril spend on their own at each
@@ -13,9 +12,8 @@ every trace); its rows replace that trace's rows in docs/at-spend.json (or ``--j
 PATH``, e.g. for a run with other settings in the environment). The LSTM gives its
 trained threshold up to the gate and to the grid (``release_floor``), so it can spend
 more than its own rate. The tables take the LSTM's best row that spends no more than
-the peer. docs/at-spend.png (``--plot``) draws, at delay 0, the LSTM's frontier (its own
-row and its threshold rows) against the peers' own rows and their rows held at W. Needs
-the shared traces (``--traces-dir``,
+the peer (``scripts/results.py``, which also draws the LSTM's frontier from these rows
+in docs/iso-warm.png and docs/delay.png). Needs the shared traces (``--traces-dir``,
 default ../shared/traces); minutes per trace (a model per delay).
 """
 
@@ -23,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -78,12 +75,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("traces", nargs="*", help="default: every trace with peer rows")
     parser.add_argument("--traces-dir", default="../shared/traces")
     parser.add_argument("--json", type=Path, default=DOCS / "at-spend.json")
-    parser.add_argument("--plot", type=Path, default=DOCS / "at-spend.png")
-    parser.add_argument("--plot-only", action="store_true", help="redraw, run nothing")
     args = parser.parse_args(argv)
-    if args.plot_only:
-        plot(args.json, args.plot)
-        return 0
     todo = plan()
     unknown = [t for t in args.traces if t not in todo]
     if unknown:
@@ -94,29 +86,7 @@ def main(argv: list[str]) -> int:
         old = json.loads(path.read_text()) if path.exists() else []
         kept = [r for r in old if r["trace"] != trace]
         path.write_text(json.dumps(kept + rows, indent=2) + "\n")
-    plot(path, args.plot)
     return 0
-
-
-def plot(path: Path, out: Path) -> None:
-    """The frontiers at delay 0: the LSTM's rows of ``path`` but those held by the gate,
-    the peers' own and held rows of docs/delay.json and docs/iso-warm.json."""
-    from stream_warmer.evaluation.plot import plot_rows
-    from stream_warmer.evaluation.rows import EvalRow
-
-    def row(r: dict[str, Any]) -> EvalRow:
-        return EvalRow(**{k: (math.nan if v is None else v) if k.endswith(("_s", "precision"))
-                          else v for k, v in r.items()})
-
-    lstm = [r for r in json.loads(path.read_text())
-            if r.get("delay", 0) == 0 and r.get("warm_rate") is None]
-    traces = {r["trace"] for r in lstm}
-    peers = {(r["trace"], r["strategy"], r["cache_frac"], r.get("warm_rate")): r
-             for name in ("delay.json", "iso-warm.json")
-             for r in json.loads((DOCS / name).read_text())
-             if r["strategy"] in PEERS and r["trace"] in traces and r.get("delay", 0) == 0
-             and r["k"] == 1}
-    plot_rows([row(r) for r in [*peers.values(), *lstm]], out)
 
 
 if __name__ == "__main__":

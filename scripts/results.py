@@ -302,11 +302,14 @@ def render(text: str, names: list[str] | None = None) -> str:
 
 def plots() -> None:
     """The frontier plots (``evaluation.plot``) of the delay-0 iso-warm rows with the
-    LSTM held at every peer's rate (docs/iso-warm.png), and of L = 16 (docs/delay.png)."""
+    LSTM's frontier (docs/iso-warm.png), and of L = 16 (docs/delay.png): every strategy's
+    own rows and rows held at W, and the LSTM's rows of docs/at-spend.json at its fixed
+    thresholds (its rows held at the peers' rates there are left out: a frontier drawn
+    through both would zigzag)."""
     from stream_warmer.evaluation.plot import plot_rows
     from stream_warmer.evaluation.rows import EvalRow
 
-    held = _load(DOCS / "at-spend.json")
+    held = [r for r in _load(DOCS / "at-spend.json") if r.get("warm_rate") is None]
     for name, rows, d in (("iso-warm", _load(DOCS / "iso-warm.json"), 0),
                           ("delay", _load(DOCS / "delay.json"), 16)):
         traces = {r["trace"] for r in rows}
