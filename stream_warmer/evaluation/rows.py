@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.lru import LruSim
+from stream_warmer.lru import Item, LruSim
 from stream_warmer.model.budget import ascend
 from stream_warmer.strategies.base import WarmingStrategy
 
@@ -114,8 +114,7 @@ class WarmRateGate:
     def step(self, sim: LruSim, item: tuple[str, str],
              named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
         """One request of ``sim``, with the named warms that pass the threshold."""
-        effective = sim.step(item, [w for w, score in named if score >= self.threshold],
-                             counting)
+        effective = sim.step(item, passing(named, self.threshold), counting)
         self.threshold = ascend(self.threshold, self.lr, effective - self.target,
                                 top=1.0 + self.lr)
 
@@ -137,7 +136,14 @@ class FixedThreshold:
     def step(self, sim: LruSim, item: tuple[str, str],
              named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
         """One request of ``sim``, with the named warms that reach the threshold."""
-        sim.step(item, [w for w, score in named if score >= self.threshold], counting)
+        sim.step(item, passing(named, self.threshold), counting)
+
+
+def passing(named: list[tuple[tuple[str, str], float]], threshold: float
+            ) -> list[Item]:
+    """The named warms (best first) whose score reaches ``threshold``: what a gate or a
+    fixed threshold lets through to its cache."""
+    return [w for w, score in named if score >= threshold]
 
 
 def capacity_for(frac: float, distinct: int) -> int:
