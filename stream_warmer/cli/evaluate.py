@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "long, the named warms scoring at least T (a fixed threshold; the "
                         "lstm's trained one is given up, as for --warm-rate), so the rows "
                         "of a T grid trace its hit ratio against warms per request; with "
-                        "model.presence_filter each T runs an lstm instance of its own "
-                        "(time and memory grow with the grid: ~100 MB an instance)")
+                        "model.presence_filter each T's cache picks with a presence shadow "
+                        "of its own from one more run of the model")
     parser.add_argument("--max-events", type=int, default=None, metavar="N",
                         help="evaluate only each trace's first N events (the halves of "
                         "DESIGN §5 are of these N; the row's trace is named NAME[:N])")

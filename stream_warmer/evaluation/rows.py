@@ -16,6 +16,7 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.lru import Item, LruSim
 from stream_warmer.model.budget import ascend
 from stream_warmer.strategies.base import WarmingStrategy
+from stream_warmer.strategies.presence import Presence
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,28 @@ class FixedThreshold:
              named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
         """One request of ``sim``, with the named warms that reach the threshold."""
         sim.step(item, passing(named, self.threshold), counting)
+
+
+@dataclass(slots=True)
+class PresenceThreshold:
+    """A frontier cache of a strategy that picks its warms with a presence shadow
+    (``WarmingStrategy.picking``): of the candidates named (best first, whatever their
+    score), those scoring at least ``threshold``, the first ``k`` its own shadow of
+    the cache (``Presence``, told each request first) does not hold, as the strategy
+    at that threshold would pick them."""
+
+    threshold: float
+    k: int
+    presence: Presence
+
+    def step(self, sim: LruSim, item: tuple[str, str],
+             named: list[tuple[tuple[str, str], float]], counting: bool) -> None:
+        """One request of ``sim``, with the warms picked from the named candidates."""
+        tenant, key = item
+        self.presence.request(tenant, key)
+        picks = self.presence.pick(tenant, ((w[1], score) for w, score in named
+                                            if score >= self.threshold), self.k)
+        sim.step(item, [(tenant, p.key) for p in picks], counting)
 
 
 def passing(named: list[tuple[tuple[str, str], float]], threshold: float

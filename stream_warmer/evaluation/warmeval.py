@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import tee
 
@@ -56,6 +56,7 @@ from stream_warmer.evaluation.delay import check_delays
 from stream_warmer.evaluation.rows import (
     EvalRow,
     FixedThreshold,
+    PresenceThreshold,
     ReplayTimes,
     StrategySpec,
     TraceStats,
@@ -66,6 +67,7 @@ from stream_warmer.evaluation.rows import (
 from stream_warmer.events import AccessEvent
 from stream_warmer.lru import LruSim
 from stream_warmer.strategies.base import Prediction, WarmingStrategy
+from stream_warmer.strategies.presence import Presence
 
 __all__ = [
     "EvalRow",
@@ -88,11 +90,12 @@ EventSource = Callable[[], Iterable[AccessEvent]]
 @dataclass(slots=True)
 class _Cache:
     """One cache a lane feeds: its f, its replay, and what holds it: the iso-warm gate,
-    a fixed threshold (a frontier point), or None (the strategy's own warm rate)."""
+    a fixed threshold (a frontier point; picking with a presence shadow for a strategy
+    that does), or None (the strategy's own warm rate)."""
 
     frac: float
     sim: LruSim
-    gate: WarmRateGate | FixedThreshold | None = None
+    gate: WarmRateGate | FixedThreshold | PresenceThreshold | None = None
 
 
 @dataclass(slots=True)
@@ -190,7 +193,8 @@ def _rows(trace: str, specs: Sequence[StrategySpec], lanes: list[_Lane],
         _row(c.sim, trace, lane.name, c.frac, k, train_s=train_s[lane.name],
              replay_s=replay_s[lane.name],
              warm_rate=c.gate.target if isinstance(c.gate, WarmRateGate) else None,
-             threshold=c.gate.threshold if isinstance(c.gate, FixedThreshold) else None)
+             threshold=(c.gate.threshold
+                        if isinstance(c.gate, FixedThreshold | PresenceThreshold) else None))
         for lane in lanes
         for k, caches in lane.caches
         for c in caches
@@ -239,7 +243,8 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
            *, warm_rates: Sequence[float] = (), thresholds: Sequence[float] = ()
            ) -> tuple[list[_Lane], dict[str, float]]:
     """One lane per instance: per k unless ``nested_k``, per f when capacity-aware, and
-    per frontier threshold that the strategy applies itself (``at_threshold``).
+    plus, for a strategy that picks with a shadow (``picking``), one lane of its twin
+    that feeds its frontier caches.
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
@@ -279,27 +284,30 @@ def _spec_lanes(spec: StrategySpec, make: Callable[[], WarmingStrategy], *,
                                   strict=True):
         capacity = min(c for _, c in cg)
         strategy.set_cache_capacity(capacity)
-        # a threshold the strategy must apply itself gets an instance (a lane) of its own
-        apart = {t: own for t in thresholds if (own := strategy.at_threshold(t)) is not None}
+        # a strategy that picks with a shadow: its frontier caches pick from a twin's
+        # candidates, each with a shadow of its own (one more run of its model)
+        picking = strategy.picking() if thresholds else None
         # held at W or at T, a strategy with its own floor may spend more than its own rate
         floor = (strategy.release_floor() if warm_rates or thresholds else None) or 0.0
         per_k = [(k, [_Cache(f, LruSim(c, d)) for f, c in cg for d in delays]
                   + [_Cache(f, LruSim(c, d), WarmRateGate(w, threshold=floor))
                      for w in warm_rates for f, c in cg for d in delays]
-                  + _at(thresholds, cg, delays, skip=apart)) for k in kg]
+                  + ([] if picking else _at(thresholds, cg, delays))) for k in kg]
         lanes.append(_Lane(spec.name, strategy, kg[-1], per_k, floor=floor))
-        for t, alone in apart.items():
-            alone.set_cache_capacity(capacity)
-            lanes.append(_Lane(spec.name, alone, kg[-1],
-                               [(k, _at([t], cg, delays)) for k in kg]))
+        if picking is not None:
+            twin, n = picking
+            twin.set_cache_capacity(capacity)
+            lanes.append(_Lane(spec.name, twin, n, [
+                (k, [_Cache(f, LruSim(c, d), PresenceThreshold(t, k, Presence(c)))
+                     for t in thresholds for f, c in cg for d in delays]) for k in kg]))
     return lanes
 
 
-def _at(thresholds: Sequence[float], caches: list[tuple[float, int]], delays: Sequence[int],
-        skip: Container[float] = ()) -> list[_Cache]:
-    """A cache per threshold (but those in ``skip``), f and delay, each at its T."""
+def _at(thresholds: Sequence[float], caches: list[tuple[float, int]], delays: Sequence[int]
+        ) -> list[_Cache]:
+    """A cache per threshold, f and delay, each at its T."""
     return [_Cache(f, LruSim(c, d), FixedThreshold(t))
-            for t in thresholds if t not in skip for f, c in caches for d in delays]
+            for t in thresholds for f, c in caches for d in delays]
 
 
 def _timed(events: Iterable[AccessEvent], spent: list[float]) -> Iterator[AccessEvent]:
@@ -358,5 +366,7 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
                         continue
                     if scored is None:
                         scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]
-                    gate.step(sim, item, scored[:k], counting)
+                    # a presence pick takes k of every candidate named (its k is its own)
+                    uncut = isinstance(gate, PresenceThreshold)
+                    gate.step(sim, item, scored if uncut else scored[:k], counting)
     return read[0]

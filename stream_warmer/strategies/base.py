@@ -76,13 +76,15 @@ class WarmingStrategy(ABC):
         """
         return None
 
-    def at_threshold(self, threshold: float) -> WarmingStrategy | None:
-        """A new instance like this one that names only warms scoring at least
-        ``threshold``, for the evaluator's frontier rows (``evaluate --threshold``), or
-        None (the default): the evaluator filters this strategy's named warms by their
-        scores itself. A strategy overrides it when what it names depends on what it
-        named before (the lstm's presence filter: its shadow takes in what it names), so
-        that a cut after the fact would not be what the strategy does at that threshold.
+    def picking(self) -> tuple[WarmingStrategy, int] | None:
+        """For the evaluator's frontier rows (``evaluate --threshold``) of a strategy
+        whose warms depend on what it named before (the lstm's presence filter, whose
+        shadow takes in what it names), so that a cut after the fact would not be what
+        it does at a threshold: a new instance over the same model that names, best
+        first and whatever their score, the ``n`` candidates it picks from, and ``n``.
+        Each frontier cache then picks from them as the strategy would at its threshold
+        (``evaluation.rows.PresenceThreshold``), all from one run of the model. None
+        (the default): the evaluator cuts this strategy's named warms by their scores.
         """
         return None
 

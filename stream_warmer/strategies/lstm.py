@@ -107,14 +107,16 @@ class LstmStrategy(WarmingStrategy):
         floor, self.threshold = self.threshold, 0.0
         return floor
 
-    def at_threshold(self, threshold: float) -> LstmStrategy | None:
-        """With the presence filter, a fresh instance at ``threshold`` instead of the
-        trained one (``WarmingStrategy.at_threshold``); else None."""
+    def picking(self) -> tuple[LstmStrategy, int] | None:
+        """With the presence filter, an instance without it that names the top
+        ``presence_candidates`` keys whatever their score, for the evaluator's frontier
+        caches to pick from (``WarmingStrategy.picking``); else None."""
         if not self.settings.presence_filter:
             return None
-        again = self.fresh()
-        again.threshold = threshold
-        return again
+        plain = self.settings.model_copy(update={"presence_filter": False})
+        twin = LstmStrategy(self.model, self.spec, 0.0, plain, version=self._version,
+                            chunk=self.chunk)
+        return twin, self.settings.presence_candidates
 
     def observe(self, event: AccessEvent) -> None:
         """Queue the access; the tracker and the model advance at the next predict."""

@@ -317,9 +317,11 @@ def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
     plain = LstmStrategy(model, spec, 0.0, settings.model)
     strategy = LstmStrategy(model, spec, 0.0, ms)
     assert not strategy.nested_k and strategy.release_floor() is None
-    assert plain.at_threshold(0.2) is None  # the evaluator cuts its warms after the fact
-    at = strategy.at_threshold(0.2)  # the shadow's warms are its own: an instance at T
-    assert at is not None and at.threshold == 0.2 and at is not strategy
+    assert plain.picking() is None  # the evaluator cuts its warms after the fact
+    picking = strategy.picking()  # the shadow's picks are its own: the frontier picks too
+    assert picking is not None
+    twin, n = picking
+    assert n == ms.presence_candidates and twin.threshold == 0.0 and twin.presence is None
     strategy.set_cache_capacity(12)
     sim, named, skipped = LruSim(12), 0, 0
     for event, preds, top in zip(events, strategy.predict_stream(events, 1),
@@ -332,3 +334,34 @@ def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
             assert sim.warm((event.tenant, p.key), True)
             named += 1
     assert named > 500 and skipped > 50
+
+
+def test_the_presence_filters_frontier_row_is_an_instance_at_that_threshold(
+        settings: Settings) -> None:
+    """``evaluate --threshold`` picks each T's warms from one twin's candidates with a
+    shadow per cache: the T row equals the own row of an instance trained to T."""
+    from stream_warmer.evaluation.warmeval import StrategySpec, evaluate
+    from stream_warmer.model.features import FeatureSpec
+    from stream_warmer.model.net import WarmNet
+    from stream_warmer.model.train import build_config
+
+    __import__("torch").manual_seed(5)
+    spec = FeatureSpec(deltas=(1, 2, -1), ahead_window=4, ahead_ranks=2)
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"presence_filter": True})
+    rng = random.Random(7)
+    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(60)))
+              for i in range(2000)]
+
+    def at(t: float) -> StrategySpec:
+        return StrategySpec("lstm", lambda: LstmStrategy(model, spec, t, ms))
+
+    rows = evaluate("t", lambda: events, [at(0.0)], [1], [0.2], delays=[0, 3],
+                    thresholds=[0.1, 0.4])
+    for t in (0.1, 0.4):
+        alone = evaluate("t", lambda: events, [at(t)], [1], [0.2], delays=[0, 3])
+        mine = [r for r in rows if r.threshold == t]
+        assert [(r.hit_ratio, r.warms_per_request, r.delay) for r in mine] == [
+            (r.hit_ratio, r.warms_per_request, r.delay) for r in alone]
+    cut = [r for r in rows if r.threshold == 0.4 and r.delay == 0]
+    assert cut[0].warms_per_request < rows[0].warms_per_request  # T = 0.4 names fewer

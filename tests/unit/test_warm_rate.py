@@ -10,6 +10,7 @@ from stream_warmer.evaluation.compare import format_table
 from stream_warmer.evaluation.warmeval import StrategySpec, evaluate
 from stream_warmer.events import AccessEvent
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
+from stream_warmer.strategies.presence import Presence
 
 
 class RandomWarms(WarmingStrategy):
@@ -118,43 +119,52 @@ def test_fixed_thresholds_trace_the_frontier_below_and_above_the_floor() -> None
     assert sum("*" in line for line in table) == 0  # one strategy: nothing to star
 
 
-class NamesOnce(Floored):
-    """Names each random key once only (what it names depends on what it named, as a
-    presence shadow does), so its frontier needs an instance per threshold."""
+class Picky(Floored):
+    """Picks, of ``n`` random candidates at or above its floor, the first k a presence
+    shadow of the cache does not hold (as the lstm's presence filter does), so what it
+    names depends on what it named: its frontier picks from a twin's candidates."""
 
-    def __init__(self, per_request: int, floor: float) -> None:
-        super().__init__(per_request, floor)
-        self.named: set[str] = set()
+    def __init__(self, floor: float, *, pick: bool = True) -> None:
+        super().__init__(4, floor)
+        self.pick = pick
+        self.presence: Presence | None = None
         self._rng = random.Random(0)
 
-    def at_threshold(self, threshold: float) -> NamesOnce:
-        return NamesOnce(2, threshold)
+    def set_cache_capacity(self, capacity: int) -> None:
+        self.presence = Presence(capacity) if self.pick else None
+
+    def picking(self) -> tuple[Picky, int]:
+        return Picky(0.0, pick=False), 4
 
     def release_floor(self) -> float | None:
         return None
 
     def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
-        """Keys from a small space, each named at most once, at or above its floor."""
-        for _ in events:
-            preds = [Prediction(str(self._rng.randrange(3000)), self._rng.random())
-                     for _ in range(k)]
-            fresh = [p for p in preds if p.score >= self.floor and p.key not in self.named]
-            self.named.update(p.key for p in fresh)
-            yield fresh
+        """Four candidates from a small key space, best first; picked when ``pick``."""
+        for event in events:
+            cands = sorted(((str(self._rng.randrange(3000)), self._rng.random())
+                            for _ in range(4)), key=lambda c: -c[1])
+            if self.presence is None:
+                yield [Prediction(key, score) for key, score in cands[:k]]
+                continue
+            self.presence.request(event.tenant, event.key)
+            yield self.presence.pick(event.tenant, ((key, score) for key, score in cands
+                                                    if score >= self.floor), k)
 
 
-def test_a_strategy_that_applies_a_threshold_itself_gets_an_instance_per_threshold() -> None:
-    """Its T row is what an instance at floor T does on its own, not a cut after the fact
-    of the floor-0.8 instance's warms (which would name each key once at floor 0.8)."""
+def test_a_strategy_that_picks_with_a_shadow_gets_frontier_caches_that_pick() -> None:
+    """Its T row is what an instance at floor T does on its own (one twin's candidates,
+    picked per cache by a shadow of its own), not a cut after the fact of the floor-0.8
+    instance's picks."""
     events = _events(8_000)
-    rows = evaluate("t", lambda: events, [StrategySpec("s", lambda: NamesOnce(2, 0.8))],
+    rows = evaluate("t", lambda: events, [StrategySpec("s", lambda: Picky(0.8))],
                     [2], [0.1], thresholds=[0.3, 0.8])
-    alone = {t: evaluate("t", lambda: events,
-                         [StrategySpec("s", functools.partial(NamesOnce, 2, t))],
+    alone = {t: evaluate("t", lambda: events, [StrategySpec("s", functools.partial(Picky, t))],
                          [2], [0.1])[0] for t in (0.3, 0.8)}
     own, at3, at8 = rows
-    assert (at3.threshold, at8.threshold) == (0.3, 0.8)
-    assert at3.hit_ratio == alone[0.3].hit_ratio
-    assert at3.warms_per_request == alone[0.3].warms_per_request
-    assert at8.warms_per_request == own.warms_per_request == alone[0.8].warms_per_request
-    assert at3.warms_per_request != own.warms_per_request  # not a cut of the own warms
+    assert (at3.threshold, at8.threshold) == (0.3, 0.8) and at3.k == at8.k == 2
+    for at, t in ((at3, 0.3), (at8, 0.8)):
+        assert (at.hit_ratio, at.warms_per_request) == (alone[t].hit_ratio,
+                                                         alone[t].warms_per_request)
+    assert at8.warms_per_request == own.warms_per_request
+    assert at3.warms_per_request > own.warms_per_request  # not a cut of the own warms
