@@ -30,11 +30,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PEERS = ("markov1", "nextkey", "pg", "mithril")
-# scores, about 2-3 points per decade from 0 (every top-k key) to 0.5, then as many per
-# decade of 1 - score up to 0.999 (where a trace's scores crowd near 1, as lirs_mix5's
-# and cloudphysics_vm's: at 0.99 they still spend more than markov1 and mithril)
-THRESHOLDS = (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3,
-              0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.998, 0.999)
+# scores: 0 (every candidate named), then 1, 2, 3, 5 and 7 per decade, from 0.001 to
+# 0.5 in T and from 0.5 down to 0.001 in 1 - T (where a trace's scores crowd near 1, as
+# lirs_mix5's and cloudphysics_vm's: at 0.99 they still spend more than markov1 and
+# mithril); one rule for every trace, not fitted to any
+_STEPS = (0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3)
+THRESHOLDS = (0.0, *_STEPS, 0.5, *(round(1 - s, 3) for s in reversed(_STEPS)))
 
 
 def plan() -> dict[str, tuple[list[float], list[int], list[float]]]:
