@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from stream_warmer.events import AccessEvent
-from stream_warmer.model.features import TABLE_BYTES, FeatureSpec, fit_spec, parse_key, signed_log_bucket
+from stream_warmer.model.features import (
+    TABLE_BYTES,
+    FeatureSpec,
+    fit_spec,
+    parse_key,
+    signed_log_bucket,
+)
 from stream_warmer.model.tracker import CandidateTracker
 
 
