@@ -9,9 +9,9 @@ each part: the tracker's own count (``memory_bytes``, from capacities), the wind
 Python heap (tracemalloc), the state slots (the slot table and a fixed tensor,
 ``LstmStrategy.memory_bytes``), and the process RSS growth as a cross-check. The bound
 at 1M tenants follows from the settings: at most ``window.max_tenants`` tenants are
-held (the rest are evicted, and counted), each with at most
-``FeatureSpec.max_keys_per_tenant`` (50,000) table rows of ``max_successors`` (8)
-successors; the full-table row measures that case.
+held (the rest are evicted, and counted); their successor tables together are held to
+one memory budget (``FeatureSpec.table_bytes``, 512 MiB; native/src/table.rs). The
+50,000-key row measures a tenant with many keys.
 
     .venv/bin/python scripts/memory_per_tenant.py --json docs/memory-per-tenant.json
 """

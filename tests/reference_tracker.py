@@ -6,6 +6,11 @@ unchanged in behaviour but one (a full table now drops its least recently used k
 as the ``markov`` baseline always did, where it dropped the oldest inserted), so the
 tests can hold the native code to the same semantics (tests/unit/test_native_tracker.py,
 tests/unit/test_baselines.py). Nothing in the package imports it.
+
+Memory budget (native/src/table.rs): every table of one tracker (one ``ReferenceMarkov``)
+is charged ``row_bytes`` per row, recomputed here from the rows (the native code keeps
+the sum incrementally); once a step has learnt, the least recently used rows of all
+tenants' tables go while the sum exceeds the budget. ``_Budget`` keeps that order.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Any
+
+from stream_warmer_native import TABLE_ROW_BYTES, TABLE_SUCC_BYTES
 
 from stream_warmer.events import AccessEvent
 from stream_warmer.model.features import (
@@ -30,6 +38,60 @@ from stream_warmer.model.features import (
 )
 from stream_warmer.model.tracker import Step
 from stream_warmer.strategies.base import Prediction
+
+
+def row_bytes(key: Key, succ: Iterable[Key]) -> int:
+    """What a row is charged: a fixed part, its key's string twice, and per successor
+    a fixed part and its string (parsed integer keys have none)."""
+    return (TABLE_ROW_BYTES + 2 * _key_bytes(key)
+            + sum(TABLE_SUCC_BYTES + _key_bytes(s) for s in succ))
+
+
+def _key_bytes(key: Key) -> int:
+    if isinstance(key, str) and isinstance(parse_key(key), str):
+        return len(key.encode())
+    return 0
+
+
+class _Budget:
+    """Tables under one byte budget, and the recency order of all their rows."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.tables: dict[int, dict[Any, Any]] = {}  # table id -> {key: successors}
+        self.lru: OrderedDict[tuple[int, Any], None] = OrderedDict()  # oldest first
+        self.evictions = 0
+
+    def add(self, table: dict[Any, Any]) -> None:
+        self.tables[id(table)] = table
+
+    def drop(self, table: dict[Any, Any]) -> None:
+        del self.tables[id(table)]
+        for entry in [e for e in self.lru if e[0] == id(table)]:
+            del self.lru[entry]
+
+    def touch(self, table: dict[Any, Any], key: Any) -> None:
+        self.lru.pop((id(table), key), None)
+        self.lru[(id(table), key)] = None
+
+    def evicted(self, table: dict[Any, Any], key: Any) -> None:
+        """``key``'s row went by the per-tenant cap."""
+        del self.lru[(id(table), key)]
+        self.evictions += 1
+
+    def bytes(self) -> int:
+        return sum(row_bytes(k, getattr(succ, "counts", succ))  # a _Successors or a dict
+                   for t in self.tables.values() for k, succ in t.items())
+
+    def fit(self) -> None:
+        while self.bytes() > self.budget:
+            (table, key), _ = self.lru.popitem(last=False)
+            del self.tables[table][key]
+            self.evictions += 1
+
+    def stats(self) -> tuple[int, int, int, int]:
+        rows = sum(len(t) for t in self.tables.values())
+        return self.bytes(), rows, self.evictions, self.budget
 
 
 @dataclass(slots=True)
@@ -45,11 +107,13 @@ class _Tenant:
 
 
 class ReferenceTracker:
-    """Per-tenant successor tables and last-step state, bounded per tenant."""
+    """Per-tenant successor tables and last-step state, bounded per tenant and all
+    together (``spec.table_bytes``)."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
         self._t: dict[str, _Tenant] = {}
+        self._budget = _Budget(spec.table_bytes)
         self._off = [int(x) for x in spec.cat_offsets]
         self._gap = list(spec.gap_edges)
         self._size = list(spec.size_edges)
@@ -62,10 +126,30 @@ class ReferenceTracker:
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""
-        self._t.pop(tenant, None)
+        st = self._t.pop(tenant, None)
+        if st is not None:
+            self._budget.drop(st.succ)
+            self._budget.drop(st.ahead)
 
     def __len__(self) -> int:
         return len(self._t)
+
+    def table_stats(self) -> tuple[int, int, int, int]:
+        """(bytes charged, rows, rows evicted by a bound, the budget)."""
+        return self._budget.stats()
+
+    def table_len(self, tenant: str) -> int:
+        """Keys in ``tenant``'s successor table."""
+        st = self._t.get(tenant)
+        return len(st.succ) if st is not None else 0
+
+    def _tenant(self, tenant: str) -> _Tenant:
+        st = self._t.get(tenant)
+        if st is None:
+            st = self._t[tenant] = _Tenant(bucket=zlib.crc32(tenant.encode()) % TENANT_BUCKETS)
+            self._budget.add(st.succ)
+            self._budget.add(st.ahead)
+        return st
 
     def seed(self, tenant: str, table: Iterable[tuple[str, Mapping[str, int]]]) -> None:
         """Add successor counts learnt elsewhere (e.g. the Markov baseline) to ``tenant``.
@@ -74,9 +158,7 @@ class ReferenceTracker:
         hold (the newest keys and, per key, the most frequent successors are kept). The
         tenant's last key is not set, so its next access starts a fresh transition.
         """
-        st = self._t.get(tenant)
-        if st is None:
-            st = self._t[tenant] = _Tenant(bucket=zlib.crc32(tenant.encode()) % TENANT_BUCKETS)
+        st = self._tenant(tenant)
         rows = list(table)[-self.spec.max_keys_per_tenant :]
         for prev, counts in rows:
             merged = st.succ.pop(parse_key(prev), {})
@@ -85,8 +167,12 @@ class ReferenceTracker:
                 merged[k] = merged.get(k, 0) + int(n)
             top = sorted(merged.items(), key=lambda kv: -kv[1])[: self.spec.max_successors]
             st.succ[parse_key(prev)] = dict(top)
+            self._budget.touch(st.succ, parse_key(prev))
             if len(st.succ) > self.spec.max_keys_per_tenant:
-                del st.succ[next(iter(st.succ))]
+                gone = next(iter(st.succ))
+                del st.succ[gone]
+                self._budget.evicted(st.succ, gone)
+            self._budget.fit()
 
     def top_successors(self, tenant: str, key: Key, k: int) -> list[Key]:
         """The ``k`` most frequent successors of ``key`` seen for ``tenant`` (first seen
@@ -99,10 +185,7 @@ class ReferenceTracker:
 
     def step(self, ev: AccessEvent) -> Step:
         """Observe one access and return its inputs and candidates (the serve hot path)."""
-        st = self._t.get(ev.tenant)
-        if st is None:
-            bucket = zlib.crc32(ev.tenant.encode()) % TENANT_BUCKETS
-            st = self._t[ev.tenant] = _Tenant(bucket=bucket)
+        st = self._tenant(ev.tenant)
         key = parse_key(ev.key)
         correct = 0
         if st.cands:
@@ -115,6 +198,7 @@ class ReferenceTracker:
                 st.delta = key - prev
                 delta_id = signed_log_bucket(st.delta)
         self._observe_ahead(st, key)
+        self._budget.fit()  # once the step has learnt (may evict this tenant's rows)
         succ = st.succ.get(key)
         cands, present = self._candidates(st, key, ev.size or 1, succ)
         cands, present = self._ahead_candidates(st, key, cands, present)
@@ -161,9 +245,12 @@ class ReferenceTracker:
         succ = table.pop(prev, None)  # reinserted: the dict's order is LRU first
         if succ is None:
             if len(table) >= self.spec.max_keys_per_tenant:
-                del table[next(iter(table))]  # the least recently used key goes first
+                gone = next(iter(table))  # the least recently used key goes first
+                del table[gone]
+                self._budget.evicted(table, gone)
             succ = {}
         table[prev] = succ
+        self._budget.touch(table, prev)
         if key in succ:
             succ[key] += 1
         elif len(succ) < self.spec.max_successors:
@@ -270,9 +357,11 @@ class ReferenceMarkov:
     ``max_successors`` successors per key (the lowest ranked dropped for a new one).
     Score = count / all transitions seen out of x. The top k are a prefix of the
     top k+1 (``nested_k``), which lets the evaluator serve several k from one run.
+    All tenants' tables are charged against ``table_bytes`` together (``_Budget``).
     """
 
-    def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
+    def __init__(self, max_keys: int = 50_000, max_successors: int = 8,
+                 table_bytes: int = 1 << 62) -> None:
         if max_keys < 1 or max_successors < 1:
             msg = f"max_keys={max_keys} and max_successors={max_successors} must be >= 1"
             raise ValueError(msg)
@@ -280,6 +369,15 @@ class ReferenceMarkov:
         self._max_succ = max_successors
         self._tables: dict[str, OrderedDict[str, _Successors]] = {}
         self._last: dict[str, str] = {}
+        self._budget = _Budget(table_bytes)
+
+    def table_stats(self) -> tuple[int, int, int, int]:
+        """(bytes charged, rows, rows evicted by a bound, the budget)."""
+        return self._budget.stats()
+
+    def table_len(self, tenant: str) -> int:
+        """Keys in ``tenant``'s table."""
+        return len(self._tables.get(tenant, ()))
 
     def observe(self, event: AccessEvent) -> None:
         """Record the transition from the tenant's previous key to this one."""
@@ -291,14 +389,18 @@ class ReferenceMarkov:
         table = self._tables.get(tenant)
         if table is None:
             table = self._tables[tenant] = OrderedDict()
+            self._budget.add(table)
         succ = table.get(prev)
         if succ is None:
             succ = table[prev] = _Successors()
             if len(table) > self._max_keys:
-                table.popitem(last=False)
+                gone, _ = table.popitem(last=False)
+                self._budget.evicted(table, gone)
         else:
             table.move_to_end(prev)
+        self._budget.touch(table, prev)
         succ.add(key, self._max_succ)
+        self._budget.fit()
 
     def _successors(self, tenant: str, key: str, k: int) -> list[Prediction]:
         table = self._tables.get(tenant)

@@ -6,7 +6,8 @@
 //! * `Ahead`, a tenant's *window* successor table: every key counts each distinct
 //!   key the tenant asks for within its next `window` requests (a probability graph
 //!   over a lookahead window, as PG builds one). Its top successors are the LSTM's
-//!   `AHEAD` candidate classes. Same `Table` (table.rs) and bounds as the one-step one.
+//!   `AHEAD` candidate classes. Same `Table` (table.rs) and bounds as the one-step one,
+//!   and the same byte budget (the tracker's `Pool`).
 //! * `Horizon`, the training target of a step: the classes whose candidate the tenant
 //!   asks for after the warm would land (`lead` requests of the whole stream later)
 //!   and within its next `horizon` requests from then, and not between naming and
@@ -15,7 +16,7 @@
 
 use std::collections::VecDeque;
 
-use crate::table::Table;
+use crate::table::{Pool, Table};
 use crate::Key;
 
 /// A tenant's recent keys and window successor table.
@@ -28,9 +29,14 @@ pub(crate) struct Ahead {
 }
 
 impl Ahead {
+    pub(crate) fn new(table: Table) -> Ahead {
+        Ahead { recent: VecDeque::new(), table }
+    }
+
     /// `key` was asked for: each distinct other key of the last `window` counts it,
     /// oldest first (one pass: a key's earlier places are marked as it recurs).
-    pub(crate) fn observe(&mut self, key: &Key, window: usize, max_keys: usize, max_succ: usize) {
+    pub(crate) fn observe(&mut self, pool: &mut Pool, key: &Key, window: usize, max_keys: usize,
+                          max_succ: usize) {
         if window == 0 {
             return;
         }
@@ -41,7 +47,7 @@ impl Ahead {
                     again = Some(i);
                 }
             } else if !*later {
-                self.table.learn(prev.clone(), key, max_keys, max_succ);
+                self.table.learn(pool, prev.clone(), key, max_keys, max_succ);
             }
         }
         if let Some(i) = again {

@@ -5,7 +5,8 @@
 //! and candidates, one class each (stream_warmer/model/features.py names them);
 //! `Cands` holds the candidates of many steps and pools class probabilities into
 //! keys; `Markov` (markov.rs) is the `markov` baseline. Both keep their successor
-//! tables in `table::Table` (table.rs: its semantics). The semantics are those of the
+//! tables in `table::Table` (table.rs: its semantics), all of one owner's tables under
+//! one byte budget (`table::Pool`). The semantics are those of the
 //! Python reference the tests compare against (tests/reference_tracker.py).
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
@@ -20,7 +21,7 @@ mod slots;
 mod table;
 
 use ahead::{Ahead, Horizon};
-use table::Table;
+use table::{Owner, Pool, Table};
 
 const TENANT_BUCKETS: u32 = 32;
 const DELTA_BITS: u32 = 40;
@@ -121,6 +122,20 @@ struct TenantState {
     run: i64,
 }
 
+impl Owner for TenantState {
+    fn table_mut(&mut self, id: u64) -> Option<&mut Table> {
+        if self.table.id() == id {
+            Some(&mut self.table)
+        } else {
+            (self.ahead.table.id() == id).then_some(&mut self.ahead.table)
+        }
+    }
+
+    fn tables(&self) -> Vec<&Table> {
+        vec![&self.table, &self.ahead.table]
+    }
+}
+
 impl TenantState {
     fn bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.table.bytes() + self.ahead.bytes()
@@ -154,6 +169,8 @@ struct Tracker {
     int_bits: i64,
     last_bit: i64,
     tenants: FxHashMap<Box<str>, TenantState>,
+    /// the byte budget of every tenant's tables (table.rs)
+    pool: Pool,
     batches: u64, // `step_batch` calls so far
 }
 
@@ -191,7 +208,10 @@ impl Tracker {
     fn state(&mut self, tenant: &str) -> &mut TenantState {
         if !self.tenants.contains_key(tenant) {
             let bucket = i64::from(crc32fast::hash(tenant.as_bytes()) % TENANT_BUCKETS);
-            self.tenants.insert(tenant.into(), TenantState { bucket, ..Default::default() });
+            let (table, window) = (self.pool.table(tenant), self.pool.table(tenant));
+            let ahead = Ahead::new(window);
+            self.tenants.insert(tenant.into(), TenantState { bucket, table, ahead,
+                                                             ..Default::default() });
         }
         self.tenants.get_mut(tenant).expect("just inserted")
     }
@@ -208,7 +228,9 @@ impl Tracker {
         let gap_edges = std::mem::take(&mut self.gap_edges);
         let size_edges = std::mem::take(&mut self.size_edges);
         let deltas = std::mem::take(&mut self.deltas);
-        let st = self.state(tenant);
+        self.state(tenant);
+        let st = self.tenants.get_mut(tenant).expect("just made");
+        let pool = &mut self.pool;
         let mut correct = 0i64;
         if !st.cands.is_empty() {
             correct = st.cands.iter().enumerate()
@@ -224,10 +246,12 @@ impl Tracker {
                 st.delta = k - p;
                 delta_id = signed_log_bucket(st.delta);
             }
-            st.table.learn(prev, &key, max_keys, max_succ);
+            st.table.learn(pool, prev, &key, max_keys, max_succ);
             gap = ts.wrapping_sub(st.ts);
         }
-        st.ahead.observe(&key, window, max_keys, max_succ);
+        st.ahead.observe(pool, &key, window, max_keys, max_succ);
+        pool.fit(&mut self.tenants); // may evict this tenant's rows too
+        let st = self.tenants.get_mut(tenant).expect("a tenant is never evicted");
         let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
         cands.clear();
         cands.push(None);
@@ -353,17 +377,19 @@ fn picks_to_py<'py>(py: Python<'py>, picks: &[(&Key, f64)], as_str: bool, cap: b
 impl Tracker {
     #[new]
     #[pyo3(signature = (*, ranks, deltas, size_unit, max_successors, max_keys_per_tenant,
-                        gap_edges, size_edges, offsets, ops, ahead_window=0, ahead_ranks=0))]
+                        table_bytes, gap_edges, size_edges, offsets, ops, ahead_window=0,
+                        ahead_ranks=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(ranks: usize, deltas: Vec<i64>, size_unit: i64, max_successors: usize,
-           max_keys_per_tenant: usize, gap_edges: Vec<f64>, size_edges: Vec<f64>,
-           offsets: Vec<i64>, ops: Vec<(String, i64)>, ahead_window: usize, ahead_ranks: usize)
-           -> PyResult<Self> {
+           max_keys_per_tenant: usize, table_bytes: usize, gap_edges: Vec<f64>,
+           size_edges: Vec<f64>, offsets: Vec<i64>, ops: Vec<(String, i64)>, ahead_window: usize,
+           ahead_ranks: usize) -> PyResult<Self> {
         let offsets: [i64; N_CATS] = offsets.try_into()
             .map_err(|_| PyValueError::new_err("offsets: one per categorical column (8)"))?;
         if ranks < 1 || size_unit < 1 || max_successors < ranks
             || ranks + deltas.len() + ahead_ranks > 60
-            || (ahead_ranks > 0 && ahead_window == 0) {
+            || (ahead_ranks > 0 && ahead_window == 0) || max_keys_per_tenant < 1
+            || table_bytes < 1 {
             return Err(PyValueError::new_err("invalid feature spec for the tracker"));
         }
         let base = 1 + ranks as i64;
@@ -371,7 +397,7 @@ impl Tracker {
         Ok(Tracker { ranks, deltas, size_unit, max_successors, max_keys: max_keys_per_tenant,
                      gap_edges, size_edges, offsets, ops, ahead_window, ahead_ranks,
                      int_bits, last_bit: 1 << (base + 1),
-                     tenants: FxHashMap::default(), batches: 0 })
+                     tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0 })
     }
 
     fn __len__(&self) -> usize {
@@ -380,7 +406,15 @@ impl Tracker {
 
     /// Drop a tenant's state.
     fn forget(&mut self, tenant: &str) {
-        self.tenants.remove(tenant);
+        if let Some(st) = self.tenants.remove(tenant) {
+            self.pool.release(&st.tables());
+        }
+    }
+
+    /// The successor tables' (bytes charged against the budget, rows, rows evicted by a
+    /// bound so far, the budget in bytes), window tables included.
+    fn table_stats(&self) -> (usize, usize, u64, usize) {
+        self.pool.stats()
     }
 
     /// Bytes held for per-tenant state (an estimate from capacities and key lengths).
@@ -554,11 +588,14 @@ impl Tracker {
     /// oldest first; the newest rows and each row's most frequent successors are kept.
     fn seed(&mut self, tenant: &str, rows: Vec<(String, Vec<(String, i64)>)>) {
         let (max_keys, max_succ) = (self.max_keys, self.max_successors);
-        let st = self.state(tenant);
+        self.state(tenant);
         let skip = rows.len().saturating_sub(max_keys);
         for (prev, counts) in rows.into_iter().skip(skip) {
             let prev = Key::parse(&prev);
-            let (mut merged, mut total) = st.table.take(&prev).map_or((Vec::new(), 0), |r| (r.succ, r.total));
+            let st = self.tenants.get_mut(tenant).expect("made above; fit keeps tenants");
+            let pool = &mut self.pool;
+            let (mut merged, mut total) = st.table.take(pool, &prev)
+                .map_or((Vec::new(), 0), |r| (r.succ, r.total));
             for (key, n) in counts {
                 let key = Key::parse(&key);
                 total += n;
@@ -569,7 +606,8 @@ impl Tracker {
             }
             merged.sort_by_key(|e| std::cmp::Reverse(e.1)); // stable
             merged.truncate(max_succ);
-            st.table.put(prev, merged, total, max_keys);
+            st.table.put(pool, prev, merged, total, max_keys);
+            self.pool.fit(&mut self.tenants);
         }
     }
 
@@ -668,5 +706,7 @@ fn stream_warmer_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Cands>()?;
     m.add_class::<markov::Markov>()?;
     m.add_class::<slots::Slots>()?;
+    m.add("TABLE_ROW_BYTES", table::ROW_BYTES)?;
+    m.add("TABLE_SUCC_BYTES", table::SUCC_BYTES)?;
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! baselines.py `Markov` wraps it): after key x, x's top successors, scored by their
 //! count over every transition seen out of x. The tables are `table::Table`, the ones
 //! the LSTM's tracker keeps, so the served baseline, the LSTM's rank candidates and its
-//! budget's Markov shadow are one implementation.
+//! budget's Markov shadow are one implementation. All tenants' tables share one byte
+//! budget (`table::Pool`): the least recently used row of any tenant goes first.
 
-use crate::table::{self, Table};
+use crate::table::{self, Owner, Pool, Table};
 use crate::Key;
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
@@ -15,10 +16,19 @@ use rustc_hash::FxHashMap;
 /// A table's rows as Python sees them: (key, [(successor, count), ...]).
 type PyRows = Vec<(PyObject, Vec<(PyObject, i64)>)>;
 
-#[derive(Default)]
 struct Tenant {
     table: Table,
     last: Option<Key>,
+}
+
+impl Owner for Tenant {
+    fn table_mut(&mut self, id: u64) -> Option<&mut Table> {
+        (self.table.id() == id).then_some(&mut self.table)
+    }
+
+    fn tables(&self) -> Vec<&Table> {
+        vec![&self.table]
+    }
 }
 
 #[pyclass(module = "stream_warmer_native")]
@@ -26,6 +36,7 @@ pub(crate) struct Markov {
     max_keys: usize,
     max_succ: usize,
     tenants: FxHashMap<Box<str>, Tenant>,
+    pool: Pool,
 }
 
 impl Markov {
@@ -33,12 +44,14 @@ impl Markov {
     fn observe_one(&mut self, tenant: &str, key: &str) -> Key {
         let (max_keys, max_succ) = (self.max_keys, self.max_succ);
         if !self.tenants.contains_key(tenant) {
-            self.tenants.insert(tenant.into(), Tenant::default());
+            let table = self.pool.table(tenant);
+            self.tenants.insert(tenant.into(), Tenant { table, last: None });
         }
         let t = self.tenants.get_mut(tenant).expect("just inserted");
         let key = Key::parse(key);
         if let Some(prev) = t.last.replace(key.clone()) {
-            t.table.learn(prev, &key, max_keys, max_succ);
+            t.table.learn(&mut self.pool, prev, &key, max_keys, max_succ);
+            self.pool.fit(&mut self.tenants);
         }
         key
     }
@@ -66,13 +79,17 @@ impl Markov {
 
 #[pymethods]
 impl Markov {
+    /// `table_bytes`: the byte budget of all tenants' tables together (table.rs).
     #[new]
-    fn new(max_keys: usize, max_successors: usize) -> PyResult<Self> {
-        if max_keys < 1 || max_successors < 1 {
+    #[pyo3(signature = (max_keys, max_successors, table_bytes))]
+    fn new(max_keys: usize, max_successors: usize, table_bytes: usize) -> PyResult<Self> {
+        if max_keys < 1 || max_successors < 1 || table_bytes < 1 {
             return Err(PyValueError::new_err(format!(
-                "max_keys={max_keys} and max_successors={max_successors} must be >= 1")));
+                "max_keys={max_keys}, max_successors={max_successors} and \
+                 table_bytes={table_bytes} must be >= 1")));
         }
-        Ok(Markov { max_keys, max_succ: max_successors, tenants: FxHashMap::default() })
+        Ok(Markov { max_keys, max_succ: max_successors, tenants: FxHashMap::default(),
+                    pool: Pool::new(table_bytes) })
     }
 
     fn __len__(&self) -> usize {
@@ -109,7 +126,15 @@ impl Markov {
 
     /// Drop a tenant's table and last key.
     fn forget(&mut self, tenant: &str) {
-        self.tenants.remove(tenant);
+        if let Some(t) = self.tenants.remove(tenant) {
+            self.pool.release(&t.tables());
+        }
+    }
+
+    /// The tables' (bytes charged against the budget, rows, rows evicted by a bound so
+    /// far, the budget in bytes).
+    fn table_stats(&self) -> (usize, usize, u64, usize) {
+        self.pool.stats()
     }
 
     /// The tenants with a table.

@@ -35,6 +35,8 @@ from stream_warmer.events import AccessEvent, is_ascii_digits
 
 Key = int | str
 DELTA_BITS = 40
+TABLE_BYTES = 512 << 20  # the successor tables' default memory budget (strategy.markov_table_mb)
+MAX_KEYS = 10_000_000  # the default per-tenant cap on top of it (off)
 TENANT_BUCKETS = 32
 OPS = {"get": 0, "set": 1, "del": 2}
 CAT_NAMES = ("delta", "top_count", "n_succ", "op", "gap", "size", "tenant", "known")
@@ -49,11 +51,14 @@ class FeatureSpec:
     deltas: tuple[int, ...] = ()
     size_unit: int = 1
     max_successors: int = 8
-    max_keys_per_tenant: int = 50_000
+    max_keys_per_tenant: int = MAX_KEYS
     gap_edges: tuple[float, ...] = ()
     size_edges: tuple[float, ...] = ()
     ahead_window: int = 0
     ahead_ranks: int = 0
+    # the byte budget of all tenants' successor tables (native/src/table.rs); manifests
+    # written before it existed load with the default (and their per-tenant cap)
+    table_bytes: int = TABLE_BYTES
     version: int = 1
     cat_sizes: tuple[int, ...] = field(init=False)
 
@@ -91,6 +96,7 @@ class FeatureSpec:
             args[name] = tuple(args.get(name, ()))
         spec = cls(**args)
         if (spec.ranks < 1 or spec.size_unit < 1 or spec.max_successors < spec.ranks
+                or spec.max_keys_per_tenant < 1 or spec.table_bytes < 1
                 or spec.ahead_ranks < 0 or (spec.ahead_ranks > 0) > (spec.ahead_window > 0)):
             msg = f"invalid feature spec {data!r}"
             raise ValueError(msg)
@@ -106,8 +112,9 @@ def parse_key(key: str) -> Key:
 
 
 def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2,
-             max_successors: int = 8, max_keys_per_tenant: int = 50_000,
-             ahead_window: int = 0, ahead_ranks: int = 0) -> FeatureSpec:
+             max_successors: int = 8, max_keys_per_tenant: int = MAX_KEYS,
+             table_bytes: int = TABLE_BYTES, ahead_window: int = 0, ahead_ranks: int = 0
+             ) -> FeatureSpec:
     """Fit deltas, the size unit and the quantile buckets on training events."""
     last: dict[str, tuple[Key, int, int]] = {}
     deltas: Counter[int] = Counter()
@@ -130,6 +137,7 @@ def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2
         size_unit=unit_hits.most_common(1)[0][0] if unit_hits else 1,
         max_successors=max_successors,
         max_keys_per_tenant=max_keys_per_tenant,
+        table_bytes=table_bytes,
         gap_edges=_quantile_edges(gaps[:: max(1, len(gaps) // 200_000)]),
         size_edges=_quantile_edges(sizes),
         ahead_window=ahead_window if ahead_ranks else 0,

@@ -30,7 +30,16 @@ from stream_warmer.model.features import OPS, FeatureSpec, Key
 I64 = npt.NDArray[np.int64]
 T = TypeVar("T")
 
-__all__ = ["Batch", "CandidateTracker", "Cands", "Step"]
+__all__ = ["Batch", "CandidateTracker", "Cands", "Step", "TableStats"]
+
+
+class TableStats(NamedTuple):
+    """Successor tables against their memory budget (native/src/table.rs)."""
+
+    bytes: int  # charged against the budget (the estimate of table.rs)
+    rows: int
+    evictions: int  # rows evicted by a bound (the budget or the per-tenant cap), so far
+    budget: int  # bytes
 
 
 class Step(NamedTuple):
@@ -59,7 +68,8 @@ def _i64(buf: bytearray, cols: int = 0) -> I64:
 
 
 class CandidateTracker:
-    """Per-tenant successor tables and last-step state, bounded per tenant."""
+    """Per-tenant successor tables and last-step state; all tenants' tables within one
+    memory budget (``spec.table_bytes``), each within ``spec.max_keys_per_tenant`` rows."""
 
     def __init__(self, spec: FeatureSpec) -> None:
         self.spec = spec
@@ -67,6 +77,7 @@ class CandidateTracker:
         self._native = Tracker(
             ranks=spec.ranks, deltas=list(spec.deltas), size_unit=spec.size_unit,
             max_successors=spec.max_successors, max_keys_per_tenant=spec.max_keys_per_tenant,
+            table_bytes=spec.table_bytes,
             gap_edges=list(spec.gap_edges), size_edges=list(spec.size_edges),
             offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()),
             ahead_window=spec.ahead_window, ahead_ranks=spec.ahead_ranks)
@@ -81,6 +92,10 @@ class CandidateTracker:
     def memory_bytes(self) -> int:
         """Bytes of per-tenant state held (tables, last steps, newest probabilities)."""
         return int(self._native.memory_bytes())
+
+    def table_stats(self) -> TableStats:
+        """The successor tables (window tables included) against their budget."""
+        return TableStats(*self._native.table_stats())
 
     def table_len(self, tenant: str) -> int:
         """Keys in ``tenant``'s successor table."""

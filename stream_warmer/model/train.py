@@ -79,6 +79,7 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
         events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,
         max_successors=strategy.markov_max_successors,
         max_keys_per_tenant=strategy.markov_max_keys_per_tenant,
+        table_bytes=strategy.markov_table_bytes,
         ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks)
     split = int(len(events) * (1.0 - trainer.val_fraction))
     enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in),

@@ -116,6 +116,9 @@ class RunStats:
         precision = engine.precision.precision()
         if precision is not None:
             metrics.precision.set(precision)
+        tables = getattr(engine.strategy, "table_stats", None)  # markov, lstm
+        if tables is not None:
+            metrics.set_tables(engine.strategy, tuple(tables()))
         check = getattr(engine.strategy, "precision_check", None)
         if check is not None:
             metrics.set_precision(check.active, check.agreement)

@@ -21,9 +21,14 @@ class StrategySettings(Section):
     fallback: Literal["none", "popularity", "markov", "nextkey", "pg", "mithril"] = "markov"
     k: int = Field(1, ge=1, le=64)
     # the successor tables' bounds, for the markov baseline and the LSTM's tracker alike
-    # (one implementation: native/src/table.rs); at least trainer.ranks successors
-    markov_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
+    # (one implementation: native/src/table.rs); at least trainer.ranks successors.
+    # markov_table_mb: the memory budget (MiB) of one strategy's tables, all its tenants
+    # (and the LSTM's window tables) together: past it the least recently used rows of
+    # any tenant go, so a tenant with many keys holds many; markov_max_keys_per_tenant
+    # is a per-tenant cap on top (the maximum, 10M: off)
+    markov_max_keys_per_tenant: int = Field(10_000_000, ge=1, le=10_000_000)
     markov_max_successors: int = Field(8, ge=1, le=256)
+    markov_table_mb: float = Field(512.0, ge=0.001, le=1_048_576.0)
     popularity_top: int = Field(64, ge=1, le=100_000)
     popularity_halflife_events: int = Field(10_000, ge=1, le=1_000_000_000)
     # pg (probability graph, Griffioen & Appleton '94; strategies/peers.py): arcs x->y for
@@ -50,6 +55,11 @@ class StrategySettings(Section):
     mithril_mining_threshold: int = Field(256, ge=1, le=1_000_000)
     mithril_max_keys_per_tenant: int = Field(50_000, ge=1, le=10_000_000)
     mithril_max_associations: int = Field(8, ge=1, le=256)
+
+    @property
+    def markov_table_bytes(self) -> int:
+        """``markov_table_mb`` in bytes (the native tables' budget)."""
+        return max(1, int(self.markov_table_mb * (1 << 20)))
 
 
 InputName = Literal["delta", "top_count", "n_succ", "op", "gap", "size", "tenant", "known",

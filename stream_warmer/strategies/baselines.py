@@ -17,6 +17,8 @@ from itertools import islice
 from stream_warmer_native import Markov as SuccessorTables
 
 from stream_warmer.events import AccessEvent, is_ascii_digits
+from stream_warmer.model.features import MAX_KEYS, TABLE_BYTES
+from stream_warmer.model.tracker import TableStats
 from stream_warmer.settings import StrategySettings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 
@@ -114,9 +116,11 @@ class Markov(WarmingStrategy):
     """Per-tenant first-order successor table: after key x, warm x's top successors.
 
     Ranking: count, ties broken by which successor was seen first. Memory is bounded:
-    at most ``max_keys`` keys per tenant (the least recently used as a transition's
-    source dropped) and at most ``max_successors`` successors per key (the least
-    frequent, latest among ties, replaced by a new one). Score = count / all
+    all tenants' tables together within ``table_bytes`` (past it the least recently
+    used key of any tenant, as a transition's source, is dropped), at most ``max_keys``
+    keys per tenant (its least recently used dropped) and at most ``max_successors``
+    successors per key (the least frequent, latest among ties, replaced by a new one);
+    ``table_stats`` reports them (native/src/table.rs). Score = count / all
     transitions seen out of x. The top k are a prefix of the top k+1 (``nested_k``),
     which lets the evaluator serve several k from one run.
 
@@ -129,11 +133,17 @@ class Markov(WarmingStrategy):
     per_event = True
     nested_k = True
 
-    def __init__(self, max_keys: int = 50_000, max_successors: int = 8) -> None:
-        if max_keys < 1 or max_successors < 1:
-            msg = f"max_keys={max_keys} and max_successors={max_successors} must be >= 1"
+    def __init__(self, max_keys: int = MAX_KEYS, max_successors: int = 8,
+                 table_bytes: int = TABLE_BYTES) -> None:
+        if max_keys < 1 or max_successors < 1 or table_bytes < 1:
+            msg = (f"max_keys={max_keys}, max_successors={max_successors} and "
+                   f"table_bytes={table_bytes} must be >= 1")
             raise ValueError(msg)
-        self.tables = SuccessorTables(max_keys, max_successors)
+        self.tables = SuccessorTables(max_keys, max_successors, table_bytes)
+
+    def table_stats(self) -> TableStats:
+        """The tables against their memory budget."""
+        return TableStats(*self.tables.table_stats())
 
     def observe(self, event: AccessEvent) -> None:
         """Record the transition from the tenant's previous key to this one."""
@@ -210,9 +220,10 @@ def build(name: str, settings: StrategySettings) -> WarmingStrategy:
     if name == "popularity":
         return Popularity(settings.popularity_top, settings.popularity_halflife_events)
     if name == "markov":
-        return Markov(settings.markov_max_keys_per_tenant, settings.markov_max_successors)
+        return Markov(settings.markov_max_keys_per_tenant, settings.markov_max_successors,
+                      settings.markov_table_bytes)
     if name == "markov1":  # REFERENCE.md's markov1: no bounds (evaluation only)
-        return Markov(UNBOUNDED, UNBOUNDED)
+        return Markov(UNBOUNDED, UNBOUNDED, UNBOUNDED)
     if name == "nextkey":
         return NextKey()
     msg = (f"unknown baseline strategy {name!r}; "

@@ -26,7 +26,7 @@ from stream_warmer.model.features import FeatureSpec
 from stream_warmer.model.net import WarmNet
 from stream_warmer.model.runtime import PrecisionCheck
 from stream_warmer.model.stepper import Rows, Stepped, Stepper, probabilities
-from stream_warmer.model.tracker import Batch, CandidateTracker, Cands
+from stream_warmer.model.tracker import Batch, CandidateTracker, Cands, TableStats
 from stream_warmer.settings import ModelSettings, Settings
 from stream_warmer.strategies.base import Prediction, WarmingStrategy, Window
 from stream_warmer.strategies.baselines import Markov, next_keys
@@ -257,6 +257,11 @@ class LstmStrategy(WarmingStrategy):
         return {"tracker": self._tracker.memory_bytes(),
                 "slot_table": slots.memory_bytes(),
                 "state_tensors": (states.h.numel() + states.c.numel()) * states.h.element_size()}
+
+    def table_stats(self) -> TableStats:
+        """The tracker's successor tables (window tables included) against their
+        memory budget (``spec.table_bytes``)."""
+        return self._tracker.table_stats()
 
     def _threshold(self) -> float:
         return self.budget.threshold if self.budget is not None else self.threshold

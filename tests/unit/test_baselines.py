@@ -150,3 +150,16 @@ def test_build_baseline_names_and_bounds() -> None:
     assert keys(m.predict([Window("t", (ev("b"),))], 4)[0]) == []
     with pytest.raises(ValueError, match="unknown baseline"):
         build_baseline("lstm", settings)
+
+
+def test_the_table_budget_is_validated_and_reaches_markov() -> None:
+    with pytest.raises(ValueError, match="table_bytes=0"):
+        Markov(table_bytes=0)
+    with pytest.raises(ValueError, match="markov_table_mb"):
+        StrategySettings(markov_table_mb=0)
+    settings = StrategySettings(markov_table_mb=0.5)
+    assert settings.markov_table_bytes == 1 << 19
+    m = build_baseline("markov", settings)
+    assert isinstance(m, Markov) and m.table_stats().budget == 1 << 19
+    unbounded = build_baseline("markov1", settings)
+    assert isinstance(unbounded, Markov) and unbounded.table_stats().budget == 1 << 62

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream_warmer.events import AccessEvent
-from stream_warmer.model.features import FeatureSpec, fit_spec, parse_key, signed_log_bucket
+from stream_warmer.model.features import (
+    TABLE_BYTES,
+    FeatureSpec,
+    fit_spec,
+    parse_key,
+    signed_log_bucket,
+)
 from stream_warmer.model.tracker import CandidateTracker
 
 
@@ -27,6 +35,16 @@ def test_fit_spec_finds_size_unit_and_deltas() -> None:
 def test_spec_json_round_trip() -> None:
     spec = FeatureSpec(deltas=(1, -3), gap_edges=(0.1, 0.7), size_edges=(2.0,))
     assert FeatureSpec.from_json(spec.to_json()) == spec
+
+
+def test_a_manifest_from_before_the_table_budget_loads_with_the_default() -> None:
+    old = FeatureSpec(max_keys_per_tenant=50_000).to_json()
+    del old["table_bytes"]
+    spec = FeatureSpec.from_json(old)
+    assert spec.table_bytes == TABLE_BYTES and spec.max_keys_per_tenant == 50_000
+    for bad in ({"table_bytes": 0}, {"max_keys_per_tenant": 0}):
+        with pytest.raises(ValueError, match="invalid feature spec"):
+            FeatureSpec.from_json(spec.to_json() | bad)
 
 
 def test_tracker_marks_the_classes_that_were_right() -> None:

@@ -6,11 +6,14 @@ backwards; every step's inputs and candidates must be identical, in every entry 
 (``step``, ``step_batch``, ``encode``), and the pooled decode must pick the same keys
 with the same scores. The lookahead parts (window table, AHEAD classes, horizon
 targets: native/src/ahead.rs) are drawn too, and the targets checked against a
-direct reading of their definition.
+direct reading of their definition. So is the tables' memory budget, small enough that
+the least recently used rows of all tenants keep going: the bytes charged, rows and
+evictions must be the oracle's (which recomputes the bytes from its rows) at every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,14 @@ from stream_warmer.events import AccessEvent
 from stream_warmer.model.decode import choose
 from stream_warmer.model.features import FeatureSpec, parse_key
 from stream_warmer.model.tracker import CandidateTracker
-from tests.reference_tracker import ReferenceTracker, reference_choose
+from stream_warmer.strategies.base import Window
+from stream_warmer.strategies.baselines import Markov
+from tests.reference_tracker import (
+    ReferenceMarkov,
+    ReferenceTracker,
+    reference_choose,
+    row_bytes,
+)
 
 KEYS = st.one_of(
     st.just("0"),  # a hub key: its successor table fills and gets replaced in
@@ -42,15 +52,23 @@ SPECS = st.builds(FeatureSpec, ranks=st.integers(1, 3),
                   size_unit=st.sampled_from([1, 8, 512]), max_successors=st.integers(3, 4),
                   max_keys_per_tenant=st.integers(1, 6),
                   gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)),
-                  ahead_window=st.integers(1, 5), ahead_ranks=st.integers(0, 3))
+                  ahead_window=st.integers(1, 5), ahead_ranks=st.integers(0, 3),
+                  # from less than one row to a few dozen: evictions at every step
+                  table_bytes=st.one_of(st.integers(1, 8_000), st.just(1 << 40)))
 
 
 @settings(max_examples=150, deadline=None)
-@given(spec=SPECS, events=EVENTS)
-def test_step_matches_the_reference(spec: FeatureSpec, events: list[AccessEvent]) -> None:
+@given(spec=SPECS, events=EVENTS, forget_at=st.integers(0, 200))
+def test_step_matches_the_reference(spec: FeatureSpec, events: list[AccessEvent],
+                                    forget_at: int) -> None:
     ref, native = ReferenceTracker(spec), CandidateTracker(spec)
-    for ev in events:
+    for i, ev in enumerate(events):
+        if i == forget_at:  # a forgotten tenant's rows no longer count
+            native.forget("t1")
+            ref.forget("t1")
         assert native.step(ev) == ref.step(ev), ev
+        assert tuple(native.table_stats()) == ref.table_stats()
+        assert native.table_stats().bytes <= spec.table_bytes
     for tenant in ("t1", "t2", "tenant-ü"):
         for key in ("1", "a", "7"):
             from stream_warmer.model.features import parse_key
@@ -238,29 +256,73 @@ def test_memory_is_reported_and_bounded_by_the_table_bounds() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(events=EVENTS, max_keys=st.integers(1, 6), max_succ=st.integers(1, 4),
-       k=st.integers(1, 5))
+       k=st.integers(1, 5), budget=st.one_of(st.integers(1, 3_000), st.just(1 << 40)))
 def test_markov_matches_its_python_reference(events: list[AccessEvent], max_keys: int,
-                                             max_succ: int, k: int) -> None:
+                                             max_succ: int, k: int, budget: int) -> None:
     """The served ``markov`` (native tables) warms what the Python baseline warmed:
-    same keys, same order, same scores, with its bounds biting all the time."""
-    from stream_warmer.strategies.baselines import Markov
-    from tests.reference_tracker import ReferenceMarkov
+    same keys, same order, same scores, with its bounds (the memory budget too) biting
+    all the time."""
+    ref = ReferenceMarkov(max_keys, max_succ, budget)
+    native = Markov(max_keys, max_succ, budget)
+    for ev, want in zip(events, ref.predict_stream(events, k), strict=True):
+        assert next(iter(native.predict_stream([ev], k))) == want
+        assert tuple(native.table_stats()) == ref.table_stats()
+        assert native.table_stats().bytes <= budget
 
-    ref = ReferenceMarkov(max_keys, max_succ)
-    assert list(Markov(max_keys, max_succ).predict_stream(events, k)) == list(
-        ref.predict_stream(events, k))
+
+def test_tenants_share_one_budget_least_recently_used_row_first() -> None:
+    """Three tenants, a budget of 7 one-successor rows: the rows that go are the least
+    recently used of any tenant, so the tenant with many keys ends up holding all 7 (a
+    per-tenant share would be 2), and an idle tenant's rows go before a busy one's."""
+    row = row_bytes(1, [2])  # an integer key with one integer successor
+    native, ref = Markov(1 << 40, 8, 7 * row), ReferenceMarkov(1 << 40, 8, 7 * row)
+    events = [AccessEvent(t, k, 0) for t, k in [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]]
+    events += [AccessEvent("big", str(k), 0) for k in range(1, 7)]  # rows a1 b1 big1..5
+    events += [AccessEvent("big", str(k), 0) for k in (7, 8)]  # evict a1, then b1
+
+    def run(evs: list[AccessEvent]) -> None:
+        for ev, want in zip(evs, ref.predict_stream(evs, 2), strict=True):
+            assert next(iter(native.predict_stream([ev], 2))) == want
+
+    run(events)
+    lens = {t: native.tables.table_len(t) for t in ("a", "b", "big")}
+    assert lens == {"a": 0, "b": 0, "big": 7} == {t: ref.table_len(t) for t in lens}
+    assert tuple(native.table_stats()) == (7 * row, 7, 2, 7 * row) == ref.table_stats()
+    run([AccessEvent("a", "3", 0)])  # a's row 2 -> 3 evicts big's least recent row, 1
+    assert [native.tables.table_len(t) for t in ("a", "b", "big")] == [1, 0, 6]
+    assert native.predict([Window("big", (AccessEvent("big", "1", 0),))], 1) == [[]]
+    assert [p.key for p in native.predict([Window("big", (AccessEvent("big", "2", 0),))],
+                                          1)[0]] == ["3"]
+    assert native.table_stats().evictions == 3
+
+
+def test_a_tracker_holds_its_budget_over_many_keys() -> None:
+    """20,000 distinct string keys through a 64 KiB budget: the charge never exceeds it,
+    it fills, and what the tracker actually holds stays near it (not growing)."""
+    budget = 64 << 10
+    native = CandidateTracker(FeatureSpec(ahead_window=4, ahead_ranks=1, table_bytes=budget))
+    held = []
+    for i in range(20):
+        native.step_batch([AccessEvent(f"t{j % 3}", f"key-{i}-{j}", j) for j in range(1000)])
+        stats = native.table_stats()
+        assert stats.bytes <= budget and stats.budget == budget
+        held.append(native.memory_bytes())
+    assert stats.bytes > budget - 2_000 and stats.evictions > 10_000
+    assert stats.rows > budget // 400
+    assert max(held[5:]) < 4 * budget  # allocations follow the charge
 
 
 @settings(max_examples=100, deadline=None)
 @given(spec=SPECS, events=EVENTS)
 def test_markov_and_the_tracker_keep_one_table(spec: FeatureSpec,
                                                events: list[AccessEvent]) -> None:
-    """Under the same bounds the LSTM tracker's rank candidates are the ``markov``
-    baseline's top successors (what the budget's Markov shadow warms), and seeding the
-    tracker from the baseline's tables gives the same candidates."""
-    from stream_warmer.strategies.baselines import Markov
+    """Under the same bounds (the memory budget too) the LSTM tracker's rank candidates
+    are the ``markov`` baseline's top successors (what the budget's Markov shadow
+    warms), and seeding the tracker from the baseline's tables gives the same
+    candidates."""
 
-    markov = Markov(spec.max_keys_per_tenant, spec.max_successors)
+    spec = dataclasses.replace(spec, ahead_window=0, ahead_ranks=0)  # no window tables
+    markov = Markov(spec.max_keys_per_tenant, spec.max_successors, spec.table_bytes)
     tracker, seeded = CandidateTracker(spec), CandidateTracker(spec)
     for ev, preds in zip(events, markov.predict_stream(events, spec.ranks), strict=True):
         ranks = [c for c in tracker.step(ev).cands[1 : 1 + spec.ranks] if c is not None]
@@ -272,3 +334,4 @@ def test_markov_and_the_tracker_keep_one_table(spec: FeatureSpec,
 
             k = parse_key(key)
             assert seeded.top_successors(tenant, k, 3) == tracker.top_successors(tenant, k, 3)
+    assert seeded.table_stats()[:2] == tracker.table_stats()[:2] == markov.table_stats()[:2]

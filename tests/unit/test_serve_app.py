@@ -301,3 +301,20 @@ def test_every_bounded_map_has_a_size_and_a_capacity_metric() -> None:
     assert 'stream_warmer_bounded_capacity{map="policy_pending"} 500.0' in text
     assert 'stream_warmer_bounded_capacity{map="policy_dedup"} 1e+06' in text
     assert "stream_warmer_precision_overflowed_total 0.0" in text
+
+
+def test_the_serving_markovs_successor_tables_are_measured_against_their_budget() -> None:
+    """Six one-successor rows (acme 1..4, globex 10..11) through a budget of three: the
+    metrics show the charge at the budget, three rows, and three evictions."""
+    from stream_warmer.strategies.baselines import Markov
+    from tests.reference_tracker import row_bytes
+
+    budget = 3 * row_bytes(1, [2])
+    markov = Markov(table_bytes=budget)
+    app, *_ = build(stream(), strategy=markov)  # type: ignore[arg-type]
+    app.run(max_messages=8)
+    text = app.metrics.render().decode()
+    assert f"stream_warmer_successor_table_bytes {budget}.0" in text
+    assert f"stream_warmer_successor_table_budget_bytes {budget}.0" in text
+    assert "stream_warmer_successor_table_rows 3.0" in text
+    assert "stream_warmer_successor_table_evictions_total 3.0" in text
