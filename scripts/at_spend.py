@@ -1,20 +1,22 @@
 """The LSTM at every peer's own spend: docs/at-spend.json, for the at-spend tables of
 docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
 
-    .venv/bin/python scripts/at_spend.py [--json PATH] [TRACE ...]   # default: every trace
+    .venv/bin/python scripts/at_spend.py [--json PATH] [--publish] [TRACE ...]   # default: every trace
 
 For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
 the warms per request that markov1, nextkey, pg and mithril spend on their own at each
-(f, delay) become the ``--warm-rate`` list of one ``evaluate --strategies lstm`` run
-(k 1, the same f and delays), which also draws the LSTM's frontier over a fixed grid of
-thresholds (``--threshold``, ``THRESHOLDS``: a log-spaced grid of scores, the same for
-every trace); its rows replace that trace's rows in docs/at-spend.json (or ``--json
-PATH``, e.g. for a run with other settings in the environment). The LSTM gives its
-trained threshold up to the gate and to the grid (``release_floor``), so it can spend
-more than its own rate. The tables take the LSTM's best row that spends no more than
-the peer (``scripts/results.py``, which also draws the LSTM's frontier from these rows
-in docs/iso-warm.png and docs/delay.png). Needs the shared traces (``--traces-dir``,
-default ../shared/traces); minutes per trace (a model per delay).
+(f, delay), with the iso-warm tables' W (``ISO_RATES``), become the ``--warm-rate`` list
+of one ``evaluate --strategies lstm`` run (k 1, the same f and delays), which also draws
+the LSTM's frontier over a fixed grid of thresholds (``--threshold``, ``THRESHOLDS``: a
+log-spaced grid of scores, the same for every trace); its rows replace that trace's rows
+in docs/at-spend.json (or ``--json PATH``, e.g. for a run with other settings in the
+environment); with ``--publish`` its own and iso-warm rows also become the LSTM's rows
+of the other tables (``publish``). The LSTM gives its trained threshold up to the gate
+and to the grid (``release_floor``), so it can spend more than its own rate. The tables
+take the LSTM's best row that spends no more than the peer (``scripts/results.py``,
+which also draws the LSTM's frontier from these rows in docs/iso-warm.png and
+docs/delay.png). Needs the shared traces (``--traces-dir``, default ../shared/traces);
+minutes per trace (a model per delay).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PEERS = ("markov1", "nextkey", "pg", "mithril")
+ISO_RATES = (0.1, 0.3)  # the iso-warm tables' W (docs/iso-warm.json, docs/delay.json)
 # scores: 0 (every candidate named), then 1, 2, 3, 5 and 7 per decade, from 0.001 to
 # 0.5 in T and from 0.5 down to 0.001 in 1 - T (where a trace's scores crowd near 1, as
 # lirs_mix5's and cloudphysics_vm's: at 0.99 they still spend more than markov1 and
@@ -63,7 +66,7 @@ def run(trace: str, fracs: list[float], delays: list[int], rates: list[float],
                "--traces-dir", traces_dir, "--strategies", "lstm", "--k", "1",
                "--cache-frac", ",".join(f"{f:g}" for f in fracs),
                "--delay", ",".join(map(str, delays)),
-               "--warm-rate", ",".join(f"{w:g}" for w in rates),
+               "--warm-rate", ",".join(f"{w:g}" for w in sorted({*rates, *ISO_RATES})),
                "--threshold", ",".join(f"{t:g}" for t in THRESHOLDS), "--json", str(out)]
         print("at_spend:", " ".join(cmd[1:]), file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
@@ -76,6 +79,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("traces", nargs="*", help="default: every trace with peer rows")
     parser.add_argument("--traces-dir", default="../shared/traces")
     parser.add_argument("--json", type=Path, default=DOCS / "at-spend.json")
+    parser.add_argument("--publish", action="store_true",
+                        help="also replace the trace's LSTM rows in docs/warm-eval.json, "
+                        "iso-warm.json and delay.json with this run's (``publish``)")
     args = parser.parse_args(argv)
     todo = plan()
     unknown = [t for t in args.traces if t not in todo]
@@ -87,7 +93,33 @@ def main(argv: list[str]) -> int:
         old = json.loads(path.read_text()) if path.exists() else []
         kept = [r for r in old if r["trace"] != trace]
         path.write_text(json.dumps(kept + rows, indent=2) + "\n")
+        if args.publish:
+            publish(trace, rows)
     return 0
+
+
+def publish(trace: str, rows: list[dict[str, Any]]) -> None:
+    """The run's LSTM rows that the other tables show (its own rows, and those held at
+    ``ISO_RATES``) replace the trace's LSTM k = 1 rows in docs/warm-eval.json (own, delay
+    0), docs/iso-warm.json (delay 0) and docs/delay.json (every delay it has), so that
+    every table's LSTM is this one run's model, in the configuration it ran."""
+    def shown(r: dict[str, Any], rates: tuple[float | None, ...], delays: set[int]) -> bool:
+        return (r.get("threshold") is None and r.get("warm_rate") in rates
+                and r.get("delay", 0) in delays)
+
+    for name, rates, delay0 in (("warm-eval.json", (None,), True),
+                                ("iso-warm.json", (None, *ISO_RATES), True),
+                                ("delay.json", (None, *ISO_RATES), False)):
+        path = DOCS / name
+        old: list[dict[str, Any]] = json.loads(path.read_text())
+        mine = [r for r in old if r["trace"] == trace and r["strategy"] == "lstm" and r["k"] == 1]
+        if not mine:
+            continue  # e.g. delay.json has no cache2k_orm_busy
+        delays = {0} if delay0 else {r.get("delay", 0) for r in mine}
+        new = [r for r in rows if shown(r, rates, delays)]
+        at = old.index(mine[0])
+        kept = [r for r in old if not any(r is m for m in mine)]
+        path.write_text(json.dumps(kept[:at] + new + kept[at:], indent=2) + "\n")
 
 
 if __name__ == "__main__":

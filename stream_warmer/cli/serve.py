@@ -94,11 +94,15 @@ def start_watcher(settings: Settings) -> ModelWatcher:
     from stream_warmer.trainer.store import open_store
     from stream_warmer.trainer.watcher import ModelWatcher
 
-    for name in ("budget_online", "presence_filter"):
-        if getattr(settings.model, name) and settings.model.cache_capacity == 0:
-            log.warning(f"model.{name} is on but model.cache_capacity is 0: it needs the "
-                        "warmed cache's capacity in objects; the LSTM serves without it "
+    if settings.model.cache_capacity == 0:
+        if settings.model.budget_online:
+            log.warning("model.budget_online is on but model.cache_capacity is 0: it needs "
+                        "the warmed cache's capacity in objects; the LSTM serves without it "
                         "(set STREAM_WARMER_MODEL__CACHE_CAPACITY)")
+        elif settings.model.presence_filter:
+            log.info("model.cache_capacity is 0: the LSTM names its top k, with no presence "
+                     "filter (set STREAM_WARMER_MODEL__CACHE_CAPACITY to the warmed cache's "
+                     "objects)")
     watcher = ModelWatcher(
         settings.kafka,
         settings.topics.model_updates,

@@ -123,11 +123,13 @@ class ModelSettings(Section):
     cache_capacity: int = Field(0, ge=0, le=1_000_000_000)
     # the LSTM names the first k of its top ``presence_candidates`` keys (at or above its
     # threshold) that a shadow LRU of the cache (``cache_capacity`` objects; in
-    # ``evaluate``, the C it replays) does not hold, as pg and mithril do
-    # (strategies/presence.py). Off by default: an experiment (docs/RESULTS.md), not
-    # with the online budget
-    presence_filter: bool = False
-    presence_candidates: int = Field(4, ge=1, le=64)
+    # ``evaluate`` and ``bench live``, the C they replay) does not hold, as pg and mithril
+    # do (strategies/presence.py): a key the cache has would spend a warm on nothing. On
+    # by default wherever C is known (docs/RESULTS.md: it raised the LSTM's frontier on
+    # every shared trace); without cache_capacity serve names its top k. Not with the
+    # online budget
+    presence_filter: bool = True
+    presence_candidates: int = Field(8, ge=1, le=64)
     budget_margin: float = Field(0.06, ge=0, lt=1)
 
 

@@ -314,7 +314,8 @@ def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
     rng = random.Random(6)
     events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(40)))
               for i in range(1500)]
-    plain = LstmStrategy(model, spec, 0.0, settings.model)
+    plain = LstmStrategy(model, spec, 0.0,
+                         settings.model.model_copy(update={"presence_filter": False}))
     strategy = LstmStrategy(model, spec, 0.0, ms)
     assert not strategy.nested_k and strategy.release_floor() is None
     assert plain.picking() is None  # the evaluator cuts its warms after the fact
