@@ -1,7 +1,7 @@
 """The LSTM at every peer's own spend: docs/at-spend.json, for the at-spend tables of
 docs/RESULTS.md (``scripts/results.py`` ``iso-warm-spend``, ``delay-spend``).
 
-    .venv/bin/python scripts/at_spend.py [--json PATH] [--publish] [TRACE ...]   # default: every trace
+    .venv/bin/python scripts/at_spend.py [--json PATH] [--publish] [TRACE ...]  # default: all
 
 For each trace of docs/delay.json (cache2k_orm_busy: docs/iso-warm.json, delay 0 only),
 the warms per request that markov1, nextkey, pg and mithril spend on their own at each

@@ -84,11 +84,6 @@ class Settings(BaseSettings):
         # any secrets in it) and name no variable
         if self.strategy.name == "lstm":
             check_lstm_bounds(self.window.max_tenants, self.model.max_state_slots)
-        if self.model.presence_filter and self.model.budget_online:
-            msg = (f"{ENV_PREFIX}MODEL__PRESENCE_FILTER and {ENV_PREFIX}MODEL__BUDGET_ONLINE "
-                   "are both on: the LSTM's presence filter and its online budget do not "
-                   "go together (turn one off)")
-            raise ConfigError(msg)
         if self.strategy.markov_max_successors < self.trainer.ranks:
             msg = (f"{ENV_PREFIX}STRATEGY__MARKOV_MAX_SUCCESSORS (strategy.markov_max_successors"
                    f"={self.strategy.markov_max_successors}) is below {ENV_PREFIX}TRAINER__RANKS "

@@ -126,11 +126,17 @@ class ModelSettings(Section):
     # ``evaluate`` and ``bench live``, the C they replay) does not hold, as pg and mithril
     # do (strategies/presence.py): a key the cache has would spend a warm on nothing. On
     # by default wherever C is known (docs/RESULTS.md: it raised the LSTM's frontier on
-    # every shared trace); without cache_capacity serve names its top k. Not with the
-    # online budget
+    # every shared trace); without cache_capacity serve names its top k. The online
+    # budget, when on, replaces it (``presence``)
     presence_filter: bool = True
     presence_candidates: int = Field(8, ge=1, le=64)
     budget_margin: float = Field(0.06, ge=0, lt=1)
+
+    @property
+    def presence(self) -> bool:
+        """Whether the LSTM picks with the presence filter: on, and the online budget
+        (which replaces it) off."""
+        return self.presence_filter and not self.budget_online
 
 
 class TrainerSettings(Section):

@@ -45,7 +45,7 @@ class LstmStrategy(WarmingStrategy):
         """Whether the top k is a prefix of the top k+1 (the evaluator then serves every
         k from one run). Not with the online budget (its threshold follows k) nor the
         presence filter (what it skips depends on what was named at this k)."""
-        return not (self.settings.budget_online or self.settings.presence_filter)
+        return not (self.settings.budget_online or self.settings.presence)
 
     def __init__(self, model: WarmNet, spec: FeatureSpec, threshold: float,
                  settings: ModelSettings, *, version: str = "untrained", chunk: int = 2048) -> None:
@@ -84,7 +84,7 @@ class LstmStrategy(WarmingStrategy):
     def set_cache_capacity(self, capacity: int) -> None:
         """Size the presence filter's shadow cache or the online budget's (neither
         when both settings are off)."""
-        if self.settings.presence_filter and capacity > 0:
+        if self.settings.presence and capacity > 0:
             self.presence = Presence(capacity)
         if not self.settings.budget_online:
             return
@@ -102,7 +102,7 @@ class LstmStrategy(WarmingStrategy):
         """The trained threshold, given up (``WarmingStrategy.release_floor``); None
         with the online budget, whose threshold moves with what it warmed, and with the
         presence filter, whose shadow takes in what it names."""
-        if self.budget is not None or self.settings.presence_filter:
+        if self.budget is not None or self.settings.presence:
             return None
         floor, self.threshold = self.threshold, 0.0
         return floor
@@ -111,7 +111,7 @@ class LstmStrategy(WarmingStrategy):
         """With the presence filter, an instance without it that names the top
         ``presence_candidates`` keys whatever their score, for the evaluator's frontier
         caches to pick from (``WarmingStrategy.picking``); else None."""
-        if not self.settings.presence_filter:
+        if not self.settings.presence:
             return None
         plain = self.settings.model_copy(update={"presence_filter": False})
         twin = LstmStrategy(self.model, self.spec, 0.0, plain, version=self._version,

@@ -97,7 +97,8 @@ def test_lstm_budget_capacity_from_the_hook_or_the_setting_never_a_fraction() ->
 def test_with_the_online_budget_each_k_needs_its_own_run() -> None:
     ms = ModelSettings(embed_dim=4, hidden=8, cpu_threads=1, budget_online=True)
     assert _strategy(ms).nested_k is False  # the threshold follows k
-    assert _strategy(ms.model_copy(update={"budget_online": False})).nested_k is True
+    plain = ms.model_copy(update={"budget_online": False, "presence_filter": False})
+    assert _strategy(plain).nested_k is True
 
 
 def test_serve_and_the_evaluator_drive_the_budget_alike() -> None:

@@ -76,12 +76,12 @@ def test_successor_bounds_must_leave_the_lstm_its_ranks() -> None:
     assert ok.strategy.markov_max_successors == 1
 
 
-def test_presence_filter_and_online_budget_are_refused_together() -> None:
-    on = {"STREAM_WARMER_MODEL__PRESENCE_FILTER": "true"}
-    assert load_settings(None, on).model.presence_filter
-    with pytest.raises(ConfigError) as exc:
-        load_settings(None, {**on, "STREAM_WARMER_MODEL__BUDGET_ONLINE": "true"})
-    assert "STREAM_WARMER_MODEL__PRESENCE_FILTER" in str(exc.value)
+def test_the_online_budget_replaces_the_presence_filter() -> None:
+    assert load_settings(None, {}).model.presence  # on by default
+    off = load_settings(None, {"STREAM_WARMER_MODEL__PRESENCE_FILTER": "false"})
+    assert not off.model.presence
+    budget = load_settings(None, {"STREAM_WARMER_MODEL__BUDGET_ONLINE": "true"})
+    assert budget.model.presence_filter and not budget.model.presence
 
 
 def test_model_inputs_can_be_dropped_by_name() -> None:
