@@ -242,9 +242,9 @@ def _lanes(specs: Sequence[StrategySpec], all_ks: Sequence[int],
            caches: list[tuple[float, int]], delays: Sequence[int],
            *, warm_rates: Sequence[float] = (), thresholds: Sequence[float] = ()
            ) -> tuple[list[_Lane], dict[str, float]]:
-    """One lane per instance: per k unless ``nested_k``, per f when capacity-aware, and
-    plus, for a strategy that picks with a shadow (``picking``), one lane of its twin
-    that feeds its frontier caches.
+    """One lane per instance: per k unless ``nested_k``, per f when capacity-aware; and,
+    for a strategy that picks with a shadow (``picking``), one lane of its twin that
+    feeds its frontier caches.
 
     Every instance is told its cache capacity before replay. A factory that hands
     back the same instance again (one shared strategy) gets one lane for all caches,
