@@ -7,6 +7,8 @@ import random
 import pytest
 
 from stream_warmer.events import AccessEvent
+from stream_warmer.model.features import FeatureSpec
+from stream_warmer.model.net import WarmNet
 from stream_warmer.settings import ModelSettings, Settings, TrainerSettings
 from stream_warmer.strategies.base import Window
 from stream_warmer.strategies.lstm import (
@@ -298,22 +300,29 @@ def test_the_budgets_nextkey_shadow_takes_ascii_digits_only(key: str,
     assert _next_keys(key, 2) == expected  # int("²") raised ValueError on every event
 
 
+def _presence_case(settings: Settings, seed: int, keys: int, n: int
+                   ) -> tuple[WarmNet, FeatureSpec, ModelSettings, list[AccessEvent]]:
+    """An untrained model (seeded), its spec, model settings with the presence filter,
+    and ``n`` random events of 3 tenants over ``keys`` keys."""
+    from stream_warmer.model.train import build_config
+
+    __import__("torch").manual_seed(seed)
+    spec = FeatureSpec(deltas=(1, 2, -1), ahead_window=4, ahead_ranks=2)
+    model = WarmNet(build_config(spec, settings.model)).eval()
+    ms = settings.model.model_copy(update={"presence_filter": True})
+    rng = random.Random(seed + 2)
+    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(keys)))
+              for i in range(n)]
+    return model, spec, ms, events
+
+
 def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
         settings: Settings) -> None:
     """At delay 0 the shadow is the evaluator's cache: the LSTM names only keys the
     cache does not hold, and the top key it skips is the one the cache has."""
     from stream_warmer.lru import LruSim
-    from stream_warmer.model.features import FeatureSpec
-    from stream_warmer.model.net import WarmNet
-    from stream_warmer.model.train import build_config
 
-    __import__("torch").manual_seed(4)
-    spec = FeatureSpec(deltas=(1, 2, -1), ahead_window=4, ahead_ranks=2)
-    model = WarmNet(build_config(spec, settings.model)).eval()
-    ms = settings.model.model_copy(update={"presence_filter": True})
-    rng = random.Random(6)
-    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(40)))
-              for i in range(1500)]
+    model, spec, ms, events = _presence_case(settings, 4, keys=40, n=1500)
     plain = LstmStrategy(model, spec, 0.0,
                          settings.model.model_copy(update={"presence_filter": False}))
     strategy = LstmStrategy(model, spec, 0.0, ms)
@@ -342,17 +351,8 @@ def test_the_presence_filters_frontier_row_is_an_instance_at_that_threshold(
     """``evaluate --threshold`` picks each T's warms from one twin's candidates with a
     shadow per cache: the T row equals the own row of an instance trained to T."""
     from stream_warmer.evaluation.warmeval import StrategySpec, evaluate
-    from stream_warmer.model.features import FeatureSpec
-    from stream_warmer.model.net import WarmNet
-    from stream_warmer.model.train import build_config
 
-    __import__("torch").manual_seed(5)
-    spec = FeatureSpec(deltas=(1, 2, -1), ahead_window=4, ahead_ranks=2)
-    model = WarmNet(build_config(spec, settings.model)).eval()
-    ms = settings.model.model_copy(update={"presence_filter": True})
-    rng = random.Random(7)
-    events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(60)))
-              for i in range(2000)]
+    model, spec, ms, events = _presence_case(settings, 5, keys=60, n=2000)
 
     def at(t: float) -> StrategySpec:
         return StrategySpec("lstm", lambda: LstmStrategy(model, spec, t, ms))
