@@ -125,9 +125,11 @@ class ServeMetrics:
         self.table_budget = Gauge(p + "successor_table_budget_bytes", "Their memory budget "
                                   "(strategy.markov_table_mb)", registry=r)
         self.table_rows = Gauge(p + "successor_table_rows", "Rows (keys) in them", registry=r)
-        self.table_evictions = Counter(p + "successor_table_evictions", "Rows evicted by "
-                                       "their budget or per-tenant cap", registry=r)
-        self._tables: tuple[int, int] = (0, 0)  # (id of the strategy, its evictions seen)
+        # a gauge, not a counter: the tables' own count since they were built (an LSTM
+        # hot swap keeps its tracker's tables, and so the count; markov's start anew)
+        self.table_evicted = Gauge(p + "successor_table_evicted_rows", "Rows evicted from "
+                                   "them by their budget or per-tenant cap since they were "
+                                   "built", registry=r)
         self._precision: str | None = None
         self.redis_up.set(1)
 
@@ -144,16 +146,13 @@ class ServeMetrics:
             self.model_precision.labels(precision).set(1)
         self.precision_agreement.set(agreement)
 
-    def set_tables(self, strategy: object, stats: tuple[int, int, int, int]) -> None:
+    def set_tables(self, stats: tuple[int, int, int, int]) -> None:
         """The serving strategy's successor tables: (bytes, rows, evictions, budget)."""
         size, rows, evictions, budget = stats
         self.table_bytes.set(size)
         self.table_rows.set(rows)
         self.table_budget.set(budget)
-        owner, seen = self._tables
-        seen = seen if owner == id(strategy) else 0  # a swapped-in one counts from 0
-        self.table_evictions.inc(max(0, evictions - seen))
-        self._tables = (id(strategy), evictions)
+        self.table_evicted.set(evictions)
 
     def include(self, collectors: Iterable[Collector]) -> None:
         """Show metrics kept elsewhere (the model watcher's) on this app's ``/metrics``."""

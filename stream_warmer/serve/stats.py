@@ -118,7 +118,7 @@ class RunStats:
             metrics.precision.set(precision)
         tables = getattr(engine.strategy, "table_stats", None)  # markov, lstm
         if tables is not None:
-            metrics.set_tables(engine.strategy, tuple(tables()))
+            metrics.set_tables(tuple(tables()))
         check = getattr(engine.strategy, "precision_check", None)
         if check is not None:
             metrics.set_precision(check.active, check.agreement)

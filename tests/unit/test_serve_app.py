@@ -317,4 +317,4 @@ def test_the_serving_markovs_successor_tables_are_measured_against_their_budget(
     assert f"stream_warmer_successor_table_bytes {budget}.0" in text
     assert f"stream_warmer_successor_table_budget_bytes {budget}.0" in text
     assert "stream_warmer_successor_table_rows 3.0" in text
-    assert "stream_warmer_successor_table_evictions_total 3.0" in text
+    assert "stream_warmer_successor_table_evicted_rows 3.0" in text
