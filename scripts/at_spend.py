@@ -118,7 +118,8 @@ def publish(trace: str, rows: list[dict[str, Any]]) -> None:
         delays = {0} if delay0 else {r.get("delay", 0) for r in mine}
         new = [r for r in rows if shown(r, rates, delays)]
         at = old.index(mine[0])
-        kept = [r for r in old if not any(r is m for m in mine)]
+        gone = {id(r) for r in mine}
+        kept = [r for r in old if id(r) not in gone]
         path.write_text(json.dumps(kept[:at] + new + kept[at:], indent=2) + "\n")
 
 

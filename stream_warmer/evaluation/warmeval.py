@@ -345,9 +345,11 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
     copies = tee(_timed(events, read), len(lanes) + 1)
     streams = [_charged(lane.strategy.predict_stream(copies[i + 1], lane.k), lane, read)
                for i, lane in enumerate(lanes)]
-    # per lane: its own floor (0: none taken over), then per k: (gate, cache); a gate or
-    # fixed threshold filters the warms by their scores, the own caches by the floor
-    feeds = [(lane.floor, [(k, [(c.gate, c.sim) for c in caches])
+    # per lane: its own floor (0: none taken over), then per k: (gate, cache, uncut); a
+    # gate or fixed threshold filters the warms by their scores, the own caches by the
+    # floor; a presence pick takes k of every candidate named (``uncut``: its k is its own)
+    feeds = [(lane.floor, [(k, [(c.gate, c.sim, isinstance(c.gate, PresenceThreshold))
+                                 for c in caches])
                              for k, caches in lane.caches]) for lane in lanes]
     for i, (event, *preds) in enumerate(zip(copies[0], *streams, strict=True)):
         counting = i >= half
@@ -360,13 +362,11 @@ def _replay(events: Iterable[AccessEvent], lanes: list[_Lane], half: int) -> flo
                                            if p.score >= floor]  # best first: a prefix
             for k, caches in feed:
                 named = own[:k] if k < len(own) else own
-                for gate, sim in caches:
+                for gate, sim, uncut in caches:
                     if gate is None:  # its own rate
                         sim.step(item, named, counting)
                         continue
                     if scored is None:
                         scored = [(w, p.score) for w, p in zip(warms, pred, strict=True)]
-                    # a presence pick takes k of every candidate named (its k is its own)
-                    uncut = isinstance(gate, PresenceThreshold)
                     gate.step(sim, item, scored if uncut else scored[:k], counting)
     return read[0]
