@@ -222,7 +222,8 @@ class ReferenceTracker:
             return
         for i, prev in enumerate(st.recent):
             if prev != key and prev not in st.recent[i + 1 :]:
-                self._learn(st.ahead, prev, key)
+                self._learn(st.ahead, prev, key, self.spec.ahead_successors
+                            or self.spec.max_successors)
         st.recent = [*st.recent, key][-window:]
 
     def _ahead_candidates(self, st: _Tenant, key: Key, cands: list[Key | None], present: int
@@ -241,7 +242,10 @@ class ReferenceTracker:
         present |= ((1 << (len(out) - first)) - 1) << first
         return out + [None] * (first + n - len(out)), present
 
-    def _learn(self, table: dict[Key, dict[Key, int]], prev: Key, key: Key) -> None:
+    def _learn(self, table: dict[Key, dict[Key, int]], prev: Key, key: Key,
+               max_successors: int = 0) -> None:
+        """One transition ``prev -> key``; at most ``max_successors`` per key (0: the
+        spec's ``max_successors``; the window table has ``ahead_successors``)."""
         succ = table.pop(prev, None)  # reinserted: the dict's order is LRU first
         if succ is None:
             if len(table) >= self.spec.max_keys_per_tenant:
@@ -253,7 +257,7 @@ class ReferenceTracker:
         self._budget.touch(table, prev)
         if key in succ:
             succ[key] += 1
-        elif len(succ) < self.spec.max_successors:
+        elif len(succ) < (max_successors or self.spec.max_successors):
             succ[key] = 1
         else:  # replace the least frequent (latest among ties) successor
             worst = min(reversed(succ.items()), key=lambda kv: kv[1])[0]

@@ -166,6 +166,9 @@ struct Tracker {
     /// Lookahead (ahead.rs): the window of the window table and its candidate classes.
     ahead_window: usize,
     ahead_ranks: usize,
+    /// successors kept per key of the window table (a window of W names up to W - 1
+    /// per request, more than the one-step table's `max_successors` needs)
+    ahead_successors: usize,
     int_bits: i64,
     last_bit: i64,
     tenants: FxHashMap<Box<str>, TenantState>,
@@ -219,7 +222,8 @@ impl Tracker {
     /// Observe one access; the tenant's candidates become this step's.
     fn step_one(&mut self, tenant: &str, key_s: &str, ts: i64, op: &str, size: Option<i64>) -> Stepped {
         let (max_keys, max_succ, ranks) = (self.max_keys, self.max_successors, self.ranks);
-        let (window, ahead_ranks) = (self.ahead_window, self.ahead_ranks);
+        let (window, ahead_ranks, ahead_succ) =
+            (self.ahead_window, self.ahead_ranks, self.ahead_successors);
         let op_id = self.op_id(op);
         let key = Key::parse(key_s);
         let n_classes = self.n_classes();
@@ -249,7 +253,7 @@ impl Tracker {
             st.table.learn(pool, prev, &key, max_keys, max_succ);
             gap = ts.wrapping_sub(st.ts);
         }
-        st.ahead.observe(pool, &key, window, max_keys, max_succ);
+        st.ahead.observe(pool, &key, window, max_keys, ahead_succ);
         pool.fit(&mut self.tenants); // may evict this tenant's rows too
         let st = self.tenants.get_mut(tenant).expect("a tenant is never evicted");
         let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
@@ -378,12 +382,12 @@ impl Tracker {
     #[new]
     #[pyo3(signature = (*, ranks, deltas, size_unit, max_successors, max_keys_per_tenant,
                         table_bytes, gap_edges, size_edges, offsets, ops, ahead_window=0,
-                        ahead_ranks=0))]
+                        ahead_ranks=0, ahead_successors=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(ranks: usize, deltas: Vec<i64>, size_unit: i64, max_successors: usize,
            max_keys_per_tenant: usize, table_bytes: usize, gap_edges: Vec<f64>,
            size_edges: Vec<f64>, offsets: Vec<i64>, ops: Vec<(String, i64)>, ahead_window: usize,
-           ahead_ranks: usize) -> PyResult<Self> {
+           ahead_ranks: usize, ahead_successors: usize) -> PyResult<Self> {
         let offsets: [i64; N_CATS] = offsets.try_into()
             .map_err(|_| PyValueError::new_err("offsets: one per categorical column (8)"))?;
         if ranks < 1 || size_unit < 1 || max_successors < ranks
@@ -394,8 +398,11 @@ impl Tracker {
         }
         let base = 1 + ranks as i64;
         let int_bits = (1i64 << base) | (((1i64 << deltas.len()) - 1) << (base + 2));
+        // 0: as many as the one-step table keeps (feature specs written before the field)
+        let ahead_successors = if ahead_successors == 0 { max_successors } else { ahead_successors };
         Ok(Tracker { ranks, deltas, size_unit, max_successors, max_keys: max_keys_per_tenant,
                      gap_edges, size_edges, offsets, ops, ahead_window, ahead_ranks,
+                     ahead_successors,
                      int_bits, last_bit: 1 << (base + 1),
                      tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0 })
     }

@@ -56,6 +56,9 @@ class FeatureSpec:
     size_edges: tuple[float, ...] = ()
     ahead_window: int = 0
     ahead_ranks: int = 0
+    # successors kept per key of the window table (0: max_successors, as manifests
+    # written before the field had it)
+    ahead_successors: int = 0
     # the byte budget of all tenants' successor tables (native/src/table.rs); manifests
     # written before it existed load with the default (and their per-tenant cap)
     table_bytes: int = TABLE_BYTES
@@ -97,7 +100,8 @@ class FeatureSpec:
         spec = cls(**args)
         if (spec.ranks < 1 or spec.size_unit < 1 or spec.max_successors < spec.ranks
                 or spec.max_keys_per_tenant < 1 or spec.table_bytes < 1
-                or spec.ahead_ranks < 0 or (spec.ahead_ranks > 0) > (spec.ahead_window > 0)):
+                or spec.ahead_ranks < 0 or (spec.ahead_ranks > 0) > (spec.ahead_window > 0)
+                or spec.ahead_successors < 0):
             msg = f"invalid feature spec {data!r}"
             raise ValueError(msg)
         return spec
@@ -113,8 +117,8 @@ def parse_key(key: str) -> Key:
 
 def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2,
              max_successors: int = 8, max_keys_per_tenant: int = MAX_KEYS,
-             table_bytes: int = TABLE_BYTES, ahead_window: int = 0, ahead_ranks: int = 0
-             ) -> FeatureSpec:
+             table_bytes: int = TABLE_BYTES, ahead_window: int = 0, ahead_ranks: int = 0,
+             ahead_successors: int = 0) -> FeatureSpec:
     """Fit deltas, the size unit and the quantile buckets on training events."""
     last: dict[str, tuple[Key, int, int]] = {}
     deltas: Counter[int] = Counter()
@@ -142,6 +146,7 @@ def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2
         size_edges=_quantile_edges(sizes),
         ahead_window=ahead_window if ahead_ranks else 0,
         ahead_ranks=ahead_ranks,
+        ahead_successors=ahead_successors if ahead_ranks else 0,
     )
 
 

@@ -2,28 +2,40 @@
 
 The model scores every validation step (streaming over each tenant's steps from a
 burn-in point); the LRU protocol is replayed for a grid of thresholds and for the two
-baselines (Markov successor, next key) on the same slice; the threshold with the best
-hit ratio whose warms per request stay within the larger of the baselines' (less a
-margin) wins. (Within the *better* baseline's, as it was, starved the model at a delay:
+baselines (Markov successor, next key, and PG, the peer that spends most: it warms
+up to one key its presence shadow lacks per request) on the same slice; the threshold
+with the best hit ratio whose warms per request stay within the largest of the
+baselines' (less a margin) wins. (Within the *better* baseline's, as it was, starved the model at a delay:
 there the better one can be a Markov that warms 0.03 per request.)
+
+With the presence filter (``presence`` > 0 candidates, ``model.presence_filter``) the
+replay picks as serve will: per step, of the top ``presence`` keys scoring at least the
+threshold, the first one a shadow of the cache does not hold (the evaluator's
+``PresenceThreshold``). Fitted on the top key alone, the threshold was chosen for a
+strategy that warms keys the cache already has, and came out too high for the one served
+(cloudphysics_vm at 2,000 events/s: 0.05 warms per request live against PG's 0.23).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import islice
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from stream_warmer.evaluation.rows import PresenceThreshold
 from stream_warmer.events import AccessEvent
-from stream_warmer.lru import replay
+from stream_warmer.lru import LruSim, replay
 from stream_warmer.model.dataset import Encoded, expand_bits, tenant_sequences
 from stream_warmer.model.decode import choose
 from stream_warmer.model.features import Key, parse_key
 from stream_warmer.model.net import WarmNet
-from stream_warmer.settings import TrainerSettings
+from stream_warmer.settings import StrategySettings, TrainerSettings
+from stream_warmer.strategies import build_baseline
 from stream_warmer.strategies.baselines import next_keys
+from stream_warmer.strategies.presence import Presence
 
 Warm = tuple[str, Key] | None
 
@@ -48,27 +60,32 @@ def score_steps(model: WarmNet, enc: Encoded, chunk: int = 4096) -> npt.NDArray[
 
 
 def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent], split: int,
-                     trainer: TrainerSettings, *, delay: int = 0
-                     ) -> tuple[float, dict[str, float]]:
+                     trainer: TrainerSettings, strategy: StrategySettings, *, delay: int = 0,
+                     presence: int = 0) -> tuple[float, dict[str, float]]:
     """(threshold, validation metrics); see the module docstring."""
     kept = events[enc.keep_from :]
     if split >= len(events) or not kept:
         return 0.0, {}
-    picks = choose(score_steps(model, enc), enc.cands, k=1)
+    probs = score_steps(model, enc)
+    picks = choose(probs, enc.cands, k=1)
     pairs = [(ev.tenant, parse_key(ev.key)) for ev in kept]
     capacity = max(1, int(trainer.val_cache_frac * len(set(
         (ev.tenant, ev.key) for ev in events))))
     count_from = split - enc.keep_from
-    base = _baselines(kept, pairs, enc.cands, capacity=capacity, count_from=count_from,
-                      delay=delay)
+    base = _baselines(events, enc.keep_from, pairs, enc.cands, strategy, capacity=capacity,
+                      count_from=count_from, delay=delay)
     budget = max(base[2] * (1.0 - trainer.warm_budget_margin), 0.0)
     scores = np.array([p[0][1] if p else 0.0 for p in picks[count_from:]])
     grid = np.unique(np.quantile(scores, np.linspace(0.0, 0.98, 25))) if len(scores) else [0.0]
     best = (-1.0, 1.0, 0.0)  # (hit, wpr, threshold)
+    named = (enc.cands.choose(probs.tobytes(), presence, as_str=True) if presence else None)
     for thr in grid:
-        warms: list[Warm] = [(t, p[0][0]) if p and p[0][1] >= thr else None
-                             for (t, _), p in zip(pairs, picks, strict=True)]
-        hit, wpr = replay(pairs, warms, capacity, count_from, delay)
+        if named is not None:
+            hit, wpr = _replay_presence(kept, named, float(thr), capacity, count_from, delay)
+        else:
+            warms: list[Warm] = [(t, p[0][0]) if p and p[0][1] >= thr else None
+                                 for (t, _), p in zip(pairs, picks, strict=True)]
+            hit, wpr = replay(pairs, warms, capacity, count_from, delay)
         if wpr <= budget and hit > best[0]:
             best = (hit, wpr, float(thr))
     if best[0] < 0:  # nothing fits the budget: warm only the surest predictions
@@ -78,17 +95,41 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
                      "val_capacity": float(capacity)}
 
 
-def _baselines(events: Sequence[AccessEvent], pairs: list[tuple[str, Key]],
-               cands: Iterable[list[Key | None]], *, capacity: int, count_from: int,
-               delay: int) -> tuple[float, float, float]:
-    """(hit, wpr) of the better of markov and nextkey at k=1 on the slice, and the larger
-    of their wpr: markov's
-    warm is the tracker's rank-1 candidate (the same successor tables, native/src/
-    table.rs), nextkey's the baseline's own ``next_keys``."""
+def _replay_presence(events: Sequence[AccessEvent], named: list[list[tuple[str, float]]],
+                     threshold: float, capacity: int, count_from: int, delay: int
+                     ) -> tuple[float, float]:
+    """(hit ratio, effective warms per request) of ``replay`` for the presence filter at
+    ``threshold``: each step's warm is the first of its ``named`` keys (best first)
+    scoring at least it that a shadow of the cache does not hold (module docstring)."""
+    sim = LruSim(capacity, delay)
+    gate = PresenceThreshold(threshold, 1, Presence(capacity))
+    for i, (ev, keys) in enumerate(zip(events, named, strict=True)):
+        tenant = ev.tenant
+        gate.step(sim, (tenant, ev.key), [((tenant, key), score) for key, score in keys],
+                  i >= count_from)
+    n = max(1, len(events) - count_from)
+    return sim.hits / n, sim.warms / n
+
+
+def _baselines(events: Sequence[AccessEvent], keep_from: int, pairs: list[tuple[str, Key]],
+               cands: Iterable[list[Key | None]], strategy: StrategySettings, *, capacity: int,
+               count_from: int, delay: int) -> tuple[float, float, float]:
+    """(hit, wpr) of the best of markov, nextkey and pg at k=1 on the slice
+    ``events[keep_from:]`` (whose ``pairs`` and tracker ``cands`` are given), and the
+    largest of their wpr: markov's warm is the tracker's rank-1 candidate (the same
+    successor tables, native/src/table.rs), nextkey's the baseline's own ``next_keys``,
+    pg's the served peer's (``strategy``'s bounds, a presence shadow of ``capacity``),
+    which learns from the first event on, as the tracker does."""
+    kept = events[keep_from:]
     markov: list[Warm] = [(t, c[1]) if c[1] is not None else None
                           for (t, _), c in zip(pairs, cands, strict=True)]
     nextkey: list[Warm] = [(ev.tenant, parse_key(nk[0].key)) if (nk := next_keys(ev.key, 1))
-                           else None for ev in events]
-    results = [replay(pairs, w, capacity, count_from, delay) for w in (markov, nextkey)]
+                           else None for ev in kept]
+    pg = build_baseline("pg", strategy)
+    pg.set_cache_capacity(capacity)
+    named = list(islice(pg.predict_stream(events, 1), keep_from, None))
+    pgw: list[Warm] = [(ev.tenant, parse_key(p[0].key)) if p else None
+                       for ev, p in zip(kept, named, strict=True)]
+    results = [replay(pairs, w, capacity, count_from, delay) for w in (markov, nextkey, pgw)]
     hit, wpr = max(results, key=lambda r: r[0])
     return hit, wpr, max(r[1] for r in results)

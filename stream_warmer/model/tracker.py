@@ -80,7 +80,8 @@ class CandidateTracker:
             table_bytes=spec.table_bytes,
             gap_edges=list(spec.gap_edges), size_edges=list(spec.size_edges),
             offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()),
-            ahead_window=spec.ahead_window, ahead_ranks=spec.ahead_ranks)
+            ahead_window=spec.ahead_window, ahead_ranks=spec.ahead_ranks,
+            ahead_successors=spec.ahead_successors)
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""

@@ -80,7 +80,8 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
         max_successors=strategy.markov_max_successors,
         max_keys_per_tenant=strategy.markov_max_keys_per_tenant,
         table_bytes=strategy.markov_table_bytes,
-        ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks)
+        ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks,
+        ahead_successors=trainer.ahead_successors)
     split = int(len(events) * (1.0 - trainer.val_fraction))
     enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in),
                         lead=delay, horizon=trainer.horizon)
@@ -90,7 +91,9 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
         model.load_state_dict(previous.model.state_dict(), strict=True)
     train_w, val_w = windows(tenant_sequences(enc), trainer.seq_len, split)
     best_val = _fit(model, enc, train_w, val_w, trainer=trainer, n_classes=spec.n_classes)
-    threshold, metrics = choose_threshold(model, enc, events, split, trainer, delay=delay)
+    threshold, metrics = choose_threshold(
+        model, enc, events, split, trainer, strategy, delay=delay,
+        presence=ms.presence_candidates if ms.presence else 0)
     metrics.update(val_loss=best_val, train_s=time.monotonic() - started,
                    train_windows=float(len(train_w)), events=float(len(events)))
     log.info("trained lstm: %s", {k: round(v, 4) for k, v in metrics.items()})

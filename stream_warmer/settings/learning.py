@@ -166,7 +166,12 @@ class TrainerSettings(Section):
     # classes asked for within `horizon` tenant requests once a warm would land
     # (the round's delay: gate_delay)
     ahead_window: int = Field(16, ge=1, le=256)
-    ahead_ranks: int = Field(2, ge=0, le=16)
+    ahead_ranks: int = Field(8, ge=0, le=16)
+    # successors kept per key of the window table (a new one replaces the least
+    # frequent): a window names up to ahead_window - 1 keys per request, so a cap as
+    # small as the one-step table's (strategy.markov_max_successors) keeps the first
+    # few seen and thrashes the rest, as PG's graph (pg_max_successors 64) does not
+    ahead_successors: int = Field(64, ge=1, le=1024)
     horizon: int = Field(8, ge=1, le=4096)
     val_cache_frac: float = Field(0.01, gt=0, le=1)
     warm_budget_margin: float = Field(0.03, ge=0, lt=1)

@@ -53,6 +53,7 @@ SPECS = st.builds(FeatureSpec, ranks=st.integers(1, 3),
                   max_keys_per_tenant=st.integers(1, 6),
                   gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)),
                   ahead_window=st.integers(1, 5), ahead_ranks=st.integers(0, 3),
+                  ahead_successors=st.integers(0, 6),  # 0: max_successors
                   # from less than one row to a few dozen: evictions at every step
                   table_bytes=st.one_of(st.integers(1, 8_000), st.just(1 << 40)))
 
