@@ -115,12 +115,20 @@ def publish(trace: str, rows: list[dict[str, Any]]) -> None:
         mine = [r for r in old if r["trace"] == trace and r["strategy"] == "lstm" and r["k"] == 1]
         if not mine:
             continue  # e.g. delay.json has no cache2k_orm_busy
-        delays = {0} if delay0 else {r.get("delay", 0) for r in mine}
-        new = [r for r in rows if shown(r, rates, delays)]
+        # every delay the table has for the trace (a delay new to it, such as one only
+        # the peers have so far, gets the LSTM's rows too)
+        delays = {0} if delay0 else {r.get("delay", 0) for r in old if r["trace"] == trace}
+        new = sorted((r for r in rows if shown(r, rates, delays)), key=_layout)
         at = old.index(mine[0])
         gone = {id(r) for r in mine}
         kept = [r for r in old if id(r) not in gone]
         path.write_text(json.dumps(kept[:at] + new + kept[at:], indent=2) + "\n")
+
+
+def _layout(r: dict[str, Any]) -> tuple[float, float, int]:
+    """The tables' row order within a strategy: own rows, then each W; f; delay."""
+    rate = r.get("warm_rate")
+    return (-1.0 if rate is None else rate, r["cache_frac"], r.get("delay", 0))
 
 
 if __name__ == "__main__":
