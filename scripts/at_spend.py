@@ -33,12 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PEERS = ("markov1", "nextkey", "pg", "mithril")
 ISO_RATES = (0.1, 0.3)  # the iso-warm tables' W (docs/iso-warm.json, docs/delay.json)
-# scores: 0 (every candidate named), then 1, 2, 3, 5 and 7 per decade, from 0.001 to
-# 0.5 in T and from 0.5 down to 0.001 in 1 - T (where a trace's scores crowd near 1, as
-# lirs_mix5's and cloudphysics_vm's: at 0.99 they still spend more than markov1 and
-# mithril); one rule for every trace, not fitted to any
-_STEPS = (0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3)
-THRESHOLDS = (0.0, *_STEPS, 0.5, *(round(1 - s, 3) for s in reversed(_STEPS)))
+# scores: 0 (every candidate named), then the R10 preferred numbers (ten per decade,
+# 1, 1.25, 1.6, 2, 2.5, 3.15, 4, 5, 6.3, 8), from 0.001 to 0.5 in T and from 0.5 down
+# to 0.001 in 1 - T (where a trace's scores crowd near 1, as lirs_mix5's and
+# cloudphysics_vm's: at 0.99 they still spend more than markov1 and mithril); one rule
+# for every trace, not fitted to any. (Five per decade, as before 2026-12-07, left gaps
+# of 0.05 warms per request between neighbouring rows, wider than some peers' margins.)
+_R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
+_STEPS = tuple(round(m * 10.0 ** e, 6) for e in (-3, -2, -1) for m in _R10 if m * 10.0 ** e < 0.5)
+THRESHOLDS = (0.0, *_STEPS, 0.5, *(round(1 - s, 6) for s in reversed(_STEPS)))
 
 
 def plan() -> dict[str, tuple[list[float], list[int], list[float]]]:

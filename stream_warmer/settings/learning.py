@@ -11,6 +11,7 @@ from pydantic import (
     SecretStr,
 )
 
+from stream_warmer.model.features import MAX_KEYS, TABLE_BYTES
 from stream_warmer.settings.stream import Section
 
 
@@ -26,9 +27,9 @@ class StrategySettings(Section):
     # (and the LSTM's window tables) together: past it the least recently used rows of
     # any tenant go, so a tenant with many keys holds many; markov_max_keys_per_tenant
     # is a per-tenant cap on top (the maximum, 10M: off)
-    markov_max_keys_per_tenant: int = Field(10_000_000, ge=1, le=10_000_000)
+    markov_max_keys_per_tenant: int = Field(MAX_KEYS, ge=1, le=MAX_KEYS)
     markov_max_successors: int = Field(8, ge=1, le=256)
-    markov_table_mb: float = Field(512.0, ge=0.001, le=1_048_576.0)
+    markov_table_mb: float = Field(TABLE_BYTES / (1 << 20), ge=0.001, le=1_048_576.0)
     popularity_top: int = Field(64, ge=1, le=100_000)
     popularity_halflife_events: int = Field(10_000, ge=1, le=1_000_000_000)
     # pg (probability graph, Griffioen & Appleton '94; strategies/peers.py): arcs x->y for

@@ -93,9 +93,13 @@ class LstmStrategy(WarmingStrategy):
         else:
             self.budget.capacity = max(1, int(capacity))
 
-    def fresh(self) -> LstmStrategy:
-        """A new strategy over the same (frozen) model, with empty online state."""
-        return LstmStrategy(self.model, self.spec, self.threshold, self.settings,
+    def fresh(self, threshold: float | None = None, settings: ModelSettings | None = None
+              ) -> LstmStrategy:
+        """A new strategy over the same (frozen) model, with empty online state (and
+        another threshold or settings, when given)."""
+        return LstmStrategy(self.model, self.spec,
+                            self.threshold if threshold is None else threshold,
+                            self.settings if settings is None else settings,
                             version=self._version, chunk=self.chunk)
 
     def release_floor(self) -> float | None:
@@ -114,9 +118,7 @@ class LstmStrategy(WarmingStrategy):
         if not self.settings.presence:
             return None
         plain = self.settings.model_copy(update={"presence_filter": False})
-        twin = LstmStrategy(self.model, self.spec, 0.0, plain, version=self._version,
-                            chunk=self.chunk)
-        return twin, self.settings.presence_candidates
+        return self.fresh(0.0, plain), self.settings.presence_candidates
 
     def observe(self, event: AccessEvent) -> None:
         """Queue the access; the tracker and the model advance at the next predict."""
