@@ -167,7 +167,7 @@ class LstmStrategy(WarmingStrategy):
         threshold or the shadow)."""
         batch = ScoredBatch()
         if self.budget is not None or self.presence is not None:
-            batch.add_answers(events, list(self.predict_stream(events, k)))
+            batch.add_answers(events, list(self.predict_stream(events, k, batch=True)))
             return batch
         self._k = k
         self._track()
@@ -192,8 +192,15 @@ class LstmStrategy(WarmingStrategy):
             assert batch.cands is not None
             yield chunk, batch.cands, logits, known
 
-    def predict_stream(self, events: Iterable[AccessEvent], k: int) -> Iterator[list[Prediction]]:
-        """Observe-then-predict per event, batched in chunks of ``self.chunk`` events."""
+    def predict_stream(self, events: Iterable[AccessEvent], k: int, *, batch: bool = False
+                       ) -> Iterator[list[Prediction]]:
+        """Observe-then-predict per event, batched in chunks of ``self.chunk`` events.
+
+        ``batch``: the events are serve's micro-batch, already served when its warms
+        land, so the presence filter's shadow takes in all of its requests before any
+        pick (a key asked for later in the batch is cached by then: naming it for an
+        earlier event would spend the warm on nothing). The evaluator's stream has no
+        batches: each event is the present (and a chunk is not one)."""
         self._k = k
         self._track()
         budget, presence = self.budget, self.presence
@@ -202,8 +209,12 @@ class LstmStrategy(WarmingStrategy):
             if presence is not None:  # the first k of its top keys the cache lacks
                 picks = cands.choose(rows.tobytes(), self.settings.presence_candidates,
                                      as_str=True, threshold=self.threshold)
+                if batch:
+                    for ev in chunk:
+                        presence.request(ev.tenant, ev.key)
                 for ev, scored in zip(chunk, picks, strict=True):
-                    presence.request(ev.tenant, ev.key)
+                    if not batch:
+                        presence.request(ev.tenant, ev.key)
                     yield presence.pick(ev.tenant, scored, k)
                 continue
             if budget is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -251,7 +252,8 @@ def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
     most ``max_events_per_tenant`` of a tenant's), any subset, in any order, in one call
     or in chunks: each gets what ``predict_stream`` (the evaluator) gives it, plain,
     with the online budget (whose threshold moves with every request) and with the
-    presence filter (whose shadow takes in every request and what it names)."""
+    presence filter (whose shadow takes in every request and what it names; a batch's
+    requests before its picks, ``predict_stream(batch=True)`` per batch)."""
     from stream_warmer.model.features import FeatureSpec
     from stream_warmer.model.net import WarmNet
     from stream_warmer.model.train import build_config
@@ -267,13 +269,21 @@ def test_every_event_of_a_micro_batch_gets_the_evaluators_prediction(
     events = [AccessEvent(tenant=f"t{rng.randrange(4)}", ts=2 * i,
                           key=str(rng.randrange(30)) if rng.random() < 0.7 else str(50 + i))
               for i in range(600)]
-    streamed = list(LstmStrategy(model, spec, 0.05, ms).predict_stream(events, 2))
+    cuts = [0]
+    while cuts[-1] < len(events):
+        cuts.append(min(len(events), cuts[-1] + rng.randrange(1, 40)))
+    if mode == "presence":  # its shadow takes in a batch's requests before any pick
+        ref = LstmStrategy(model, spec, 0.05, ms)
+        streamed = [p for a, b in itertools.pairwise(cuts)
+                    for p in ref.predict_stream(events[a:b], 2, batch=True)]
+    else:
+        streamed = list(LstmStrategy(model, spec, 0.05, ms).predict_stream(events, 2))
     assert sum(map(len, streamed)) > 100  # the threshold passes some, not all
     serve = LstmStrategy(model, spec, 0.05, ms)
     assert serve.per_event
     i = asked = 0
-    while i < len(events):
-        batch = events[i : i + rng.randrange(1, 40)]
+    for a, b in itertools.pairwise(cuts):
+        batch = events[a:b]
         for event in batch:
             serve.observe(event)
         which = rng.sample(range(len(batch)), rng.randrange(1, len(batch) + 1))
@@ -314,6 +324,32 @@ def _presence_case(settings: Settings, seed: int, keys: int, n: int
     events = [AccessEvent(tenant=f"t{rng.randrange(3)}", ts=i, key=str(rng.randrange(keys)))
               for i in range(n)]
     return model, spec, ms, events
+
+
+def test_serves_presence_filter_names_no_key_asked_for_later_in_the_batch(
+        settings: Settings) -> None:
+    """A micro-batch has been served by the time its warms land: with the presence
+    filter no event's warm names a key that a later event of the same batch asks for
+    (the evaluator's per-event stream does, where a later request is the future)."""
+    model, spec, ms, events = _presence_case(settings, 6, keys=25, n=1200)
+    ms = ms.model_copy(update={"cache_capacity": 400})  # holds any batch: nothing evicted
+    strategy = LstmStrategy(model, spec, 0.0, ms)
+    strategy.set_cache_capacity(400)
+    per_event = LstmStrategy(model, spec, 0.0, ms)
+    per_event.set_cache_capacity(400)
+    named = named_later = 0
+    for a in range(0, len(events), 30):
+        batch = events[a : a + 30]
+        picks = list(strategy.predict_stream(batch, 2, batch=True))
+        named += sum(map(len, picks))
+        for i, preds in enumerate(picks):
+            later = {(ev.tenant, ev.key) for ev in batch[i + 1 :]}
+            assert not any((batch[i].tenant, p.key) in later for p in preds)
+        for i, preds in enumerate(per_event.predict_stream(batch, 2)):
+            later = {(ev.tenant, ev.key) for ev in batch[i + 1 :]}
+            named_later += sum((batch[i].tenant, p.key) in later for p in preds)
+    # both name keys, and the per-event stream names some asked for later in the batch
+    assert named > 50 and named_later > 0
 
 
 def test_with_the_presence_filter_every_named_key_is_an_effective_warm(
