@@ -11,7 +11,7 @@ docs/RESULTS.md and is replaced whole; NAME and its JSON:
 - ``iso-warm``: docs/iso-warm.json (``evaluate --warm-rate ... --json``)
 - ``iso-warm-spend``, ``delay-spend``: the LSTM at each peer's own spend, from those two
   and docs/at-spend.json (the LSTM held at the peers' own rates)
-- ``delay``: docs/delay.json (``evaluate --delay 0,4,16 --warm-rate ... --json``)
+- ``delay``: docs/delay.json (``evaluate --delay 0,4,12,16 --warm-rate ... --json``)
 - ``model-size``, ``ablation``: docs/model-sweep.json (scripts/model_sweep.py)
 - ``pipeline``: docs/bench-pipeline/*.json (``bench pipeline --json``, one file a run)
 - ``inference``: docs/bench-inference.json (``bench inference --json``)
@@ -181,7 +181,7 @@ def iso_warm() -> str:
 
 
 def delay() -> str:
-    """The iso-warm table at each delay L (docs/delay.json, ``--delay 0,4,16``)."""
+    """The iso-warm table at each delay L (docs/delay.json, ``--delay 0,4,12,16``)."""
     return _held("delay.json", with_delay=True)
 
 
