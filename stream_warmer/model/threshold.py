@@ -1,19 +1,19 @@
 """Choosing the confidence threshold on the training data's own validation slice.
 
 The model scores every validation step (streaming over each tenant's steps from a
-burn-in point); the LRU protocol is replayed for a grid of thresholds and for the two
-baselines (Markov successor, next key, and PG, the peer that spends most: it warms
-up to one key its presence shadow lacks per request) on the same slice; the threshold
-with the best hit ratio whose warms per request stay within the largest of the
-baselines' (less a margin) wins. (Within the *better* baseline's, as it was, starved the model at a delay:
-there the better one can be a Markov that warms 0.03 per request.)
+burn-in point); the LRU protocol is replayed for a grid of thresholds and for three
+baselines on the same slice (Markov successor, next key, and PG, which at a delay
+often spends the most: up to one key its presence shadow lacks per request); the
+threshold with the best hit ratio whose warms per request stay within the largest of
+the baselines' (less a margin) wins. (Within the *better* baseline's, as it was,
+starved the model at a delay: there the better one can be a Markov that warms 0.03
+per request.)
 
 With the presence filter (``presence`` > 0 candidates, ``model.presence_filter``) the
 replay picks as serve will: per step, of the top ``presence`` keys scoring at least the
 threshold, the first one a shadow of the cache does not hold (the evaluator's
-``PresenceThreshold``). Fitted on the top key alone, the threshold was chosen for a
-strategy that warms keys the cache already has, and came out too high for the one served
-(cloudphysics_vm at 2,000 events/s: 0.05 warms per request live against PG's 0.23).
+``PresenceThreshold``). Fitted on the top key alone, as before, it was chosen for a
+strategy that names keys the cache already has, not for the one served.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def score_steps(model: WarmNet, enc: Encoded, chunk: int = 4096) -> npt.NDArray[
 
 
 def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent], split: int,
-                     trainer: TrainerSettings, strategy: StrategySettings, *, delay: int = 0,
+                     trainer: TrainerSettings, *, strategy: StrategySettings, delay: int = 0,
                      presence: int = 0) -> tuple[float, dict[str, float]]:
     """(threshold, validation metrics); see the module docstring."""
     kept = events[enc.keep_from :]
@@ -81,7 +81,8 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
     named = (enc.cands.choose(probs.tobytes(), presence, as_str=True) if presence else None)
     for thr in grid:
         if named is not None:
-            hit, wpr = _replay_presence(kept, named, float(thr), capacity, count_from, delay)
+            hit, wpr = _replay_presence(kept, named, float(thr), capacity=capacity,
+                                        count_from=count_from, delay=delay)
         else:
             warms: list[Warm] = [(t, p[0][0]) if p and p[0][1] >= thr else None
                                  for (t, _), p in zip(pairs, picks, strict=True)]
@@ -96,7 +97,7 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
 
 
 def _replay_presence(events: Sequence[AccessEvent], named: list[list[tuple[str, float]]],
-                     threshold: float, capacity: int, count_from: int, delay: int
+                     threshold: float, *, capacity: int, count_from: int, delay: int
                      ) -> tuple[float, float]:
     """(hit ratio, effective warms per request) of ``replay`` for the presence filter at
     ``threshold``: each step's warm is the first of its ``named`` keys (best first)

@@ -92,7 +92,7 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
     train_w, val_w = windows(tenant_sequences(enc), trainer.seq_len, split)
     best_val = _fit(model, enc, train_w, val_w, trainer=trainer, n_classes=spec.n_classes)
     threshold, metrics = choose_threshold(
-        model, enc, events, split, trainer, strategy, delay=delay,
+        model, enc, events, split, trainer, strategy=strategy, delay=delay,
         presence=ms.presence_candidates if ms.presence else 0)
     metrics.update(val_loss=best_val, train_s=time.monotonic() - started,
                    train_windows=float(len(train_w)), events=float(len(events)))

@@ -25,9 +25,11 @@ def _named(events: list[AccessEvent], ahead: int) -> list[list[tuple[str, float]
 def test_the_presence_replay_warms_the_first_named_key_the_cache_lacks(delay: int) -> None:
     events = _cycle(400)
     # a cycle longer than the cache: the key due once the warm lands, every request
-    assert _replay_presence(events, _named(events, 1 + delay), 0.4, 3, 200, delay) == (1.0, 1.0)
+    assert _replay_presence(events, _named(events, 1 + delay), 0.4, capacity=3, count_from=200,
+                            delay=delay) == (1.0, 1.0)
     # named too soon, it is asked for (a miss, cached) before its warm lands: no use
-    assert _replay_presence(events, _named(events, 1), 0.4, 3, 200, delay) == (
+    assert _replay_presence(events, _named(events, 1), 0.4, capacity=3, count_from=200,
+                            delay=delay) == (
         (1.0, 1.0) if delay == 0 else (0.0, 0.0))
     # the top key alone (the fit before the presence filter) warms what is cached
     pairs = [(ev.tenant, ev.key) for ev in events]
@@ -37,4 +39,5 @@ def test_the_presence_replay_warms_the_first_named_key_the_cache_lacks(delay: in
 
 def test_the_presence_replay_takes_no_key_below_the_threshold() -> None:
     events = _cycle(400)
-    assert _replay_presence(events, _named(events, 1), 0.6, 3, 200, 0) == (0.0, 0.0)
+    assert _replay_presence(events, _named(events, 1), 0.6, capacity=3, count_from=200,
+                            delay=0) == (0.0, 0.0)
