@@ -67,7 +67,9 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
     if split >= len(events) or not kept:
         return 0.0, {}
     probs = score_steps(model, enc)
-    picks = choose(probs, enc.cands, k=1)
+    # per step, best first: the presence filter's top ``presence`` keys, else the top key
+    named = enc.cands.choose(probs.tobytes(), presence, as_str=True) if presence else None
+    picks = named if named is not None else choose(probs, enc.cands, k=1)
     pairs = [(ev.tenant, parse_key(ev.key)) for ev in kept]
     capacity = max(1, int(trainer.val_cache_frac * len(set(
         (ev.tenant, ev.key) for ev in events))))
@@ -78,7 +80,6 @@ def choose_threshold(model: WarmNet, enc: Encoded, events: Sequence[AccessEvent]
     scores = np.array([p[0][1] if p else 0.0 for p in picks[count_from:]])
     grid = np.unique(np.quantile(scores, np.linspace(0.0, 0.98, 25))) if len(scores) else [0.0]
     best = (-1.0, 1.0, 0.0)  # (hit, wpr, threshold)
-    named = (enc.cands.choose(probs.tobytes(), presence, as_str=True) if presence else None)
     for thr in grid:
         if named is not None:
             hit, wpr = _replay_presence(kept, named, float(thr), capacity=capacity,
