@@ -102,7 +102,9 @@ class _Tenant:
     delta: int = 0
     cands: list[Key | None] = field(default_factory=list)
     bucket: int = 0
-    recent: list[Key] = field(default_factory=list)  # the last ahead_window keys
+    # the tenant's places not yet out of the window: [key, stream index, requests
+    # counted against it since it became active]
+    recent: list[list[Any]] = field(default_factory=list)
     ahead: dict[Key, dict[Key, int]] = field(default_factory=dict)  # window table
 
 
@@ -114,6 +116,7 @@ class ReferenceTracker:
         self.spec = spec
         self._t: dict[str, _Tenant] = {}
         self._budget = _Budget(spec.table_bytes)
+        self._steps = 0  # steps so far: the next step's index in the stream
         self._off = [int(x) for x in spec.cat_offsets]
         self._gap = list(spec.gap_edges)
         self._size = list(spec.size_edges)
@@ -215,16 +218,22 @@ class ReferenceTracker:
         return Step(cats, correct, present, cands)
 
     def _observe_ahead(self, st: _Tenant, key: Key) -> None:
-        """The window table: each distinct other key of the last ``ahead_window`` counts
-        ``key`` (oldest first, each at its newest place in the window)."""
-        window = self.spec.ahead_window
+        """The window table: each place active (a warm named there would have landed:
+        the stream has moved on more than ``ahead_lead`` steps) counts ``key`` unless
+        it is ``key`` or a newer active place has its key, for the tenant's next
+        ``ahead_window`` requests once active (oldest first)."""
+        window, lead, index = self.spec.ahead_window, self.spec.ahead_lead, self._steps
+        self._steps += 1
         if not window:
             return
-        for i, prev in enumerate(st.recent):
-            if prev != key and prev not in st.recent[i + 1 :]:
+        active = [p for p in st.recent if index > p[1] + lead]
+        for i, (prev, _, _) in enumerate(active):
+            if prev != key and all(q[0] != prev for q in active[i + 1 :]):
                 self._learn(st.ahead, prev, key, self.spec.ahead_successors
                             or self.spec.max_successors)
-        st.recent = [*st.recent, key][-window:]
+        for p in active:
+            p[2] += 1
+        st.recent = [*(p for p in st.recent if p[2] < window), [key, index, 0]]
 
     def _ahead_candidates(self, st: _Tenant, key: Key, cands: list[Key | None], present: int
                           ) -> tuple[list[Key | None], int]:

@@ -4,9 +4,10 @@
 //! one-step successor of a key is often asked for before its warm arrives. Two parts:
 //!
 //! * `Ahead`, a tenant's *window* successor table: every key counts each distinct
-//!   key the tenant asks for within its next `window` requests (a probability graph
-//!   over a lookahead window, as PG builds one). Its top successors are the LSTM's
-//!   `AHEAD` candidate classes. Same `Table` (table.rs) and bounds as the one-step one,
+//!   key the tenant asks for within its next `window` requests once a warm named at
+//!   it would land (`lead` requests of the whole stream later; a probability graph
+//!   over a lookahead window, as PG builds one, shifted past the delay). Its top
+//!   successors are the LSTM's `AHEAD` candidate classes. Same `Table` (table.rs) and bounds as the one-step one,
 //!   and the same byte budget (the tracker's `Pool`).
 //! * `Horizon`, the training target of a step: the classes whose candidate the tenant
 //!   asks for after the warm would land (`lead` requests of the whole stream later)
@@ -19,12 +20,22 @@ use std::collections::VecDeque;
 use crate::table::{Pool, Table};
 use crate::Key;
 
+/// One of a tenant's recent requests, as a predecessor in the window table.
+struct Place {
+    key: Key,
+    /// its index in the tracker's stream (every tenant's steps)
+    index: usize,
+    /// a newer place of the same key is active: only that one counts now
+    superseded: bool,
+    /// the tenant's requests counted against it since it became active
+    seen: usize,
+}
+
 /// A tenant's recent keys and window successor table.
 #[derive(Default)]
 pub(crate) struct Ahead {
-    /// the last `window` keys, oldest first, each with whether it occurs again later
-    /// in the window (then only that later place counts)
-    recent: VecDeque<(Key, bool)>,
+    /// the tenant's places not yet out of the window, oldest first
+    recent: VecDeque<Place>,
     pub(crate) table: Table,
 }
 
@@ -33,34 +44,40 @@ impl Ahead {
         Ahead { recent: VecDeque::new(), table }
     }
 
-    /// `key` was asked for: each distinct other key of the last `window` counts it,
-    /// oldest first (one pass: a key's earlier places are marked as it recurs).
-    pub(crate) fn observe(&mut self, pool: &mut Pool, key: &Key, window: usize, max_keys: usize,
-                          max_succ: usize) {
+    /// `key` was asked for at stream index `index`. A place is *active* once a warm
+    /// named there would have landed (`index` beyond its own + `lead`, requests of the
+    /// whole stream, as `Horizon`'s); each active place counts the tenant's next
+    /// `window` requests' keys (not itself), each key from its newest active place only.
+    /// With `lead` 0: each distinct other key of the tenant's last `window` requests.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn observe(&mut self, pool: &mut Pool, key: &Key, index: usize, lead: usize,
+                          window: usize, max_keys: usize, max_succ: usize) {
         if window == 0 {
             return;
         }
-        let mut again = None; // key's newest earlier place: it now occurs later
-        for (i, (prev, later)) in self.recent.iter().enumerate() {
-            if prev == key {
-                if !*later {
-                    again = Some(i);
+        let active = self.recent.iter().take_while(|p| index > p.index + lead).count();
+        for i in 0..active {
+            if self.recent[i].seen == 0 {
+                // just active: the newest older place of its key stops counting
+                if let Some(j) = (0..i).rev().find(|&j| self.recent[j].key == self.recent[i].key) {
+                    self.recent[j].superseded = true;
                 }
-            } else if !*later {
-                self.table.learn(pool, prev.clone(), key, max_keys, max_succ);
             }
         }
-        if let Some(i) = again {
-            self.recent[i].1 = true;
+        for p in self.recent.iter_mut().take(active) {
+            if !p.superseded && p.key != *key {
+                self.table.learn(pool, p.key.clone(), key, max_keys, max_succ);
+            }
+            p.seen += 1;
         }
-        self.recent.push_back((key.clone(), false));
-        if self.recent.len() > window {
+        while self.recent.front().is_some_and(|p| p.seen >= window) {
             self.recent.pop_front();
         }
+        self.recent.push_back(Place { key: key.clone(), index, superseded: false, seen: 0 });
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.table.bytes() + self.recent.capacity() * std::mem::size_of::<(Key, bool)>()
+        self.table.bytes() + self.recent.capacity() * std::mem::size_of::<Place>()
     }
 }
 

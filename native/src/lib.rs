@@ -163,8 +163,11 @@ struct Tracker {
     size_edges: Vec<f64>,
     offsets: [i64; N_CATS],
     ops: Vec<(String, i64)>,
-    /// Lookahead (ahead.rs): the window of the window table and its candidate classes.
+    /// Lookahead (ahead.rs): the window of the window table, how many requests of the
+    /// stream after a key its window starts (the delay a warm lands after), and its
+    /// candidate classes.
     ahead_window: usize,
+    ahead_lead: usize,
     ahead_ranks: usize,
     /// successors kept per key of the window table (a window of W names up to W - 1
     /// per request, more than the one-step table's `max_successors` needs)
@@ -175,6 +178,7 @@ struct Tracker {
     /// the byte budget of every tenant's tables (table.rs)
     pool: Pool,
     batches: u64, // `step_batch` calls so far
+    steps: usize, // steps so far: the next step's index in this tracker's stream
 }
 
 /// The attributes of one `AccessEvent` (any object with them).
@@ -222,8 +226,10 @@ impl Tracker {
     /// Observe one access; the tenant's candidates become this step's.
     fn step_one(&mut self, tenant: &str, key_s: &str, ts: i64, op: &str, size: Option<i64>) -> Stepped {
         let (max_keys, max_succ, ranks) = (self.max_keys, self.max_successors, self.ranks);
-        let (window, ahead_ranks, ahead_succ) =
-            (self.ahead_window, self.ahead_ranks, self.ahead_successors);
+        let (window, ahead_ranks, ahead_succ, lead) =
+            (self.ahead_window, self.ahead_ranks, self.ahead_successors, self.ahead_lead);
+        let index = self.steps;
+        self.steps += 1;
         let op_id = self.op_id(op);
         let key = Key::parse(key_s);
         let n_classes = self.n_classes();
@@ -253,7 +259,7 @@ impl Tracker {
             st.table.learn(pool, prev, &key, max_keys, max_succ);
             gap = ts.wrapping_sub(st.ts);
         }
-        st.ahead.observe(pool, &key, window, max_keys, ahead_succ);
+        st.ahead.observe(pool, &key, index, lead, window, max_keys, ahead_succ);
         pool.fit(&mut self.tenants); // may evict this tenant's rows too
         let st = self.tenants.get_mut(tenant).expect("a tenant is never evicted");
         let mut cands = std::mem::take(&mut st.cands); // reuse the buffer
@@ -382,12 +388,12 @@ impl Tracker {
     #[new]
     #[pyo3(signature = (*, ranks, deltas, size_unit, max_successors, max_keys_per_tenant,
                         table_bytes, gap_edges, size_edges, offsets, ops, ahead_window=0,
-                        ahead_ranks=0, ahead_successors=0))]
+                        ahead_ranks=0, ahead_successors=0, ahead_lead=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(ranks: usize, deltas: Vec<i64>, size_unit: i64, max_successors: usize,
            max_keys_per_tenant: usize, table_bytes: usize, gap_edges: Vec<f64>,
            size_edges: Vec<f64>, offsets: Vec<i64>, ops: Vec<(String, i64)>, ahead_window: usize,
-           ahead_ranks: usize, ahead_successors: usize) -> PyResult<Self> {
+           ahead_ranks: usize, ahead_successors: usize, ahead_lead: usize) -> PyResult<Self> {
         let offsets: [i64; N_CATS] = offsets.try_into()
             .map_err(|_| PyValueError::new_err("offsets: one per categorical column (8)"))?;
         if ranks < 1 || size_unit < 1 || max_successors < ranks
@@ -401,14 +407,20 @@ impl Tracker {
         // 0: as many as the one-step table keeps (feature specs written before the field)
         let ahead_successors = if ahead_successors == 0 { max_successors } else { ahead_successors };
         Ok(Tracker { ranks, deltas, size_unit, max_successors, max_keys: max_keys_per_tenant,
-                     gap_edges, size_edges, offsets, ops, ahead_window, ahead_ranks,
+                     gap_edges, size_edges, offsets, ops, ahead_window, ahead_lead, ahead_ranks,
                      ahead_successors,
                      int_bits, last_bit: 1 << (base + 1),
-                     tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0 })
+                     tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0, steps: 0 })
     }
 
     fn __len__(&self) -> usize {
         self.tenants.len()
+    }
+
+    /// Start the window tables' windows `lead` requests after each key from now on (a
+    /// hot swap to a model trained for another delay keeps the tables it learnt).
+    fn set_ahead_lead(&mut self, lead: usize) {
+        self.ahead_lead = lead;
     }
 
     /// Drop a tenant's state.

@@ -10,8 +10,10 @@ any key space:
   chosen on the training data), ``STRIDE`` ``key + last delta``,
 * one class per frequent key delta of the training data (integer keys),
 * ``AHEAD`` ``1..A`` the top successors of the current key in a per-tenant *window*
-  table (keys asked for within the next ``ahead_window`` requests, as PG's graph)
-  that no class above names (native/src/ahead.rs; none when ``ahead_ranks`` is 0).
+  table (keys asked for within the tenant's next ``ahead_window`` requests once a
+  warm would land, ``ahead_lead`` requests of the stream later: PG's graph past the
+  delay) that no class above names (native/src/ahead.rs; none when ``ahead_ranks``
+  is 0).
 
 Per-step inputs: categorical ids (signed log2 key delta, successor-count buckets, op,
 inter-arrival and size quantile buckets from scikit-learn's ``KBinsDiscretizer``,
@@ -59,6 +61,9 @@ class FeatureSpec:
     # successors kept per key of the window table (0: max_successors, as manifests
     # written before the field had it)
     ahead_successors: int = 0
+    # the window starts once a warm named at the key would land: this many requests of
+    # the stream later (the delay the model is trained for; 0 in manifests before it)
+    ahead_lead: int = 0
     # the byte budget of all tenants' successor tables (native/src/table.rs); manifests
     # written before it existed load with the default (and their per-tenant cap)
     table_bytes: int = TABLE_BYTES
@@ -101,7 +106,7 @@ class FeatureSpec:
         if (spec.ranks < 1 or spec.size_unit < 1 or spec.max_successors < spec.ranks
                 or spec.max_keys_per_tenant < 1 or spec.table_bytes < 1
                 or spec.ahead_ranks < 0 or (spec.ahead_ranks > 0) > (spec.ahead_window > 0)
-                or spec.ahead_successors < 0):
+                or spec.ahead_successors < 0 or spec.ahead_lead < 0):
             msg = f"invalid feature spec {data!r}"
             raise ValueError(msg)
         return spec
@@ -118,7 +123,7 @@ def parse_key(key: str) -> Key:
 def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2,
              max_successors: int = 8, max_keys_per_tenant: int = MAX_KEYS,
              table_bytes: int = TABLE_BYTES, ahead_window: int = 0, ahead_ranks: int = 0,
-             ahead_successors: int = 0) -> FeatureSpec:
+             ahead_successors: int = 0, ahead_lead: int = 0) -> FeatureSpec:
     """Fit deltas, the size unit and the quantile buckets on training events."""
     last: dict[str, tuple[Key, int, int]] = {}
     deltas: Counter[int] = Counter()
@@ -147,6 +152,7 @@ def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2
         ahead_window=ahead_window if ahead_ranks else 0,
         ahead_ranks=ahead_ranks,
         ahead_successors=ahead_successors if ahead_ranks else 0,
+        ahead_lead=ahead_lead if ahead_ranks else 0,
     )
 
 

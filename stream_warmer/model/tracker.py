@@ -18,6 +18,7 @@ from them without a round trip through Python objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -81,7 +82,13 @@ class CandidateTracker:
             gap_edges=list(spec.gap_edges), size_edges=list(spec.size_edges),
             offsets=[int(x) for x in spec.cat_offsets], ops=list(OPS.items()),
             ahead_window=spec.ahead_window, ahead_ranks=spec.ahead_ranks,
-            ahead_successors=spec.ahead_successors)
+            ahead_successors=spec.ahead_successors, ahead_lead=spec.ahead_lead)
+
+    def set_ahead_lead(self, lead: int) -> None:
+        """From now on, window tables count from ``lead`` requests after each key (the
+        tables learnt so far are kept); ``spec`` says so."""
+        self._native.set_ahead_lead(lead)
+        self.spec = replace(self.spec, ahead_lead=lead)
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""

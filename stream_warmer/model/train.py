@@ -4,7 +4,8 @@
 service and the evaluator use. Steps:
 
 1. fit the ``FeatureSpec`` on the events (or reuse the previous model's, to warm start);
-   its successor tables have the served ``markov``'s bounds (``strategy.markov_*``);
+   its successor tables have the served ``markov``'s bounds (``strategy.markov_*``),
+   its window table starts ``delay`` requests after each key (``ahead_lead``);
 2. encode the stream; cut per-tenant windows; split them in time order (the newest
    ``val_fraction`` validates);
 3. train with Adam, gradient clipping and early stopping on the validation loss;
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -75,13 +76,16 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
     started = time.monotonic()
     trainer, ms, strategy = settings.trainer, settings.model, settings.strategy
     torch.manual_seed(trainer.seed)
-    spec = previous.spec if previous is not None else fit_spec(
-        events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,
-        max_successors=strategy.markov_max_successors,
-        max_keys_per_tenant=strategy.markov_max_keys_per_tenant,
-        table_bytes=strategy.markov_table_bytes,
-        ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks,
-        ahead_successors=trainer.ahead_successors)
+    if previous is not None:  # warm start: the same classes, the window past this delay
+        spec = replace(previous.spec, ahead_lead=delay if previous.spec.ahead_ranks else 0)
+    else:
+        spec = fit_spec(
+            events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,
+            max_successors=strategy.markov_max_successors,
+            max_keys_per_tenant=strategy.markov_max_keys_per_tenant,
+            table_bytes=strategy.markov_table_bytes,
+            ahead_window=trainer.ahead_window, ahead_ranks=trainer.ahead_ranks,
+            ahead_successors=trainer.ahead_successors, ahead_lead=delay)
     split = int(len(events) * (1.0 - trainer.val_fraction))
     enc = encode_stream(events, spec, keep_from=max(0, split - trainer.burn_in),
                         lead=delay, horizon=trainer.horizon)

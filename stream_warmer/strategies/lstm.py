@@ -16,6 +16,7 @@ non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import islice
 
 import numpy as np
@@ -236,15 +237,19 @@ class LstmStrategy(WarmingStrategy):
     def adopt_state(self, previous: WarmingStrategy) -> None:
         """Take over the streaming state of the strategy this one replaces (hot swap).
 
-        From an ``LstmStrategy`` with the same feature spec: its tracker (successor
-        tables, last steps, newest rows), queued accesses, and its recurrent slots when
-        the state tensors have the same shape (else tenants restart from zero state).
+        From an ``LstmStrategy`` with the same feature spec (but for the delay its
+        window tables start after, ``ahead_lead``, which the tracker takes on): its
+        tracker (successor tables, last steps, newest rows), queued accesses, and its
+        recurrent slots when the state tensors have the same shape (else tenants restart
+        from zero state).
         From a ``Markov`` baseline (the fallback before the first model): its successor
         tables seed the tracker, so candidates exist right after the swap. Anything
         else is ignored. The online budget keeps its shadows across an LSTM swap.
         """
-        if isinstance(previous, LstmStrategy) and previous.spec == self.spec:
+        if (isinstance(previous, LstmStrategy)
+                and replace(previous.spec, ahead_lead=self.spec.ahead_lead) == self.spec):
             self._tracker, self._events = previous._tracker, previous._events
+            self._tracker.set_ahead_lead(self.spec.ahead_lead)
             self._gone = previous._gone
             mine, theirs = self._stepper, previous._stepper
             if (theirs.slots.states.h.shape == mine.slots.states.h.shape

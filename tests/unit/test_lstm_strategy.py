@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -154,6 +155,21 @@ def test_adopt_state_keeps_the_tracker_when_the_state_shape_differs(
     assert after._tracker is before._tracker
     assert after._stepper.slots.states.h.shape[-1] == 8 and not after._stepper.slots
     assert _serve(after, _stream(260)[250:])  # runs on fresh slots, the tracker's candidates
+
+
+def test_adopt_state_keeps_the_tracker_of_a_model_trained_for_another_delay(
+        settings: Settings, strategy: LstmStrategy) -> None:
+    before = LstmStrategy(strategy.model, strategy.spec, 0.0, settings.model)
+    _serve(before, _stream(250))
+    later = dataclasses.replace(strategy.spec, ahead_lead=strategy.spec.ahead_lead + 5)
+    after = LstmStrategy(strategy.model, later, 0.0, settings.model)
+    after.adopt_state(before)
+    assert after._tracker is before._tracker
+    assert after._tracker.spec == later  # its window tables now start 5 requests later
+    other = dataclasses.replace(strategy.spec, max_successors=strategy.spec.max_successors + 1)
+    fresh = LstmStrategy(strategy.model, other, 0.0, settings.model)
+    fresh.adopt_state(after)
+    assert fresh._tracker is not after._tracker  # any other change: a tracker of its own
 
 
 def test_adopt_state_seeds_successors_from_the_markov_fallback(settings: Settings,

@@ -54,6 +54,7 @@ SPECS = st.builds(FeatureSpec, ranks=st.integers(1, 3),
                   gap_edges=st.just((0.5, 2.0, 5.0)), size_edges=st.just((3.0, 7.0)),
                   ahead_window=st.integers(1, 5), ahead_ranks=st.integers(0, 3),
                   ahead_successors=st.integers(0, 6),  # 0: max_successors
+                  ahead_lead=st.integers(0, 6),
                   # from less than one row to a few dozen: evictions at every step
                   table_bytes=st.one_of(st.integers(1, 8_000), st.just(1 << 40)))
 
@@ -160,6 +161,29 @@ def test_window_candidates_and_a_late_target_by_hand() -> None:
     assert cands[i][-2:] == ["a2", "a3"]
     assert present[i] >> (spec.n_classes - 2) == 0b11
     assert target[i] == 1 << (spec.n_classes - 1)  # a3's class alone
+
+
+def test_the_window_starts_where_a_warm_would_land() -> None:
+    """With the window table trained for a delay of two requests, a0's window is what
+    the tenant asks for from three requests on (a3..a6): a1 and a2 come before a warm
+    named at a0 would land. The AHEAD classes name a3, a4, a5, and a3's is the one
+    right. Moved to lead 0 (a hot swap), the tables are kept and a2 starts to count."""
+    spec = FeatureSpec(ranks=1, ahead_window=4, ahead_ranks=3, ahead_lead=2)
+    events = [AccessEvent("t", f"a{i % 10}", i) for i in range(60)]
+    tracker, ref = CandidateTracker(spec), ReferenceTracker(spec)
+    _, _, _, target, _, cands = tracker.encode(events, 0, lead=2, horizon=1)
+    i = 50  # a0 again
+    assert cands[i][:2] == [None, "a1"]
+    assert cands[i][-3:] == ["a3", "a4", "a5"]
+    assert target[i] == 1 << (spec.n_classes - 3)  # a3's class
+    assert [ref.step(ev).cands for ev in events] == [cands[j] for j in range(len(events))]
+    tracker.set_ahead_lead(0)
+    ref.spec = dataclasses.replace(ref.spec, ahead_lead=0)
+    assert tracker.spec == ref.spec
+    for j in range(60, 300):
+        ev = AccessEvent("t", f"a{j % 10}", j)
+        assert tracker.step(ev) == ref.step(ev)
+    assert tracker.step(AccessEvent("t", "a0", 300)).cands[-3:] == ["a3", "a4", "a2"]
 
 
 def test_a_full_successor_table_replaces_the_latest_least_frequent() -> None:
