@@ -163,7 +163,8 @@ class TrainerSettings(Section):
     n_deltas: int = Field(8, ge=0, le=256)
     ranks: int = Field(2, ge=1, le=8)
     # lookahead (native/src/ahead.rs): candidate classes from a window successor table
-    # over each tenant's next ahead_window requests, and the training target: the
+    # over each tenant's next ahead_window requests once a warm would land (the
+    # round's delay: gate_delay; FeatureSpec.ahead_lead), and the training target: the
     # classes asked for within `horizon` tenant requests once a warm would land
     # (the round's delay: gate_delay)
     ahead_window: int = Field(16, ge=1, le=256)
