@@ -7,8 +7,8 @@
 //!   key the tenant asks for within its next `window` requests once a warm named at
 //!   it would land (`lead` requests of the whole stream later; a probability graph
 //!   over a lookahead window, as PG builds one, shifted past the delay). Its top
-//!   successors are the LSTM's `AHEAD` candidate classes. Same `Table` (table.rs) and bounds as the one-step one,
-//!   and the same byte budget (the tracker's `Pool`).
+//!   successors are the LSTM's `AHEAD` candidate classes. Same `Table` (table.rs) and
+//!   bounds as the one-step one, and the same byte budget (the tracker's `Pool`).
 //! * `Horizon`, the training target of a step: the classes whose candidate the tenant
 //!   asks for after the warm would land (`lead` requests of the whole stream later)
 //!   and within its next `horizon` requests from then, and not between naming and

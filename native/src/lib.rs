@@ -410,7 +410,8 @@ impl Tracker {
                      gap_edges, size_edges, offsets, ops, ahead_window, ahead_lead, ahead_ranks,
                      ahead_successors,
                      int_bits, last_bit: 1 << (base + 1),
-                     tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0, steps: 0 })
+                     tenants: FxHashMap::default(), pool: Pool::new(table_bytes), batches: 0,
+                     steps: 0 })
     }
 
     fn __len__(&self) -> usize {
