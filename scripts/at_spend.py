@@ -100,8 +100,9 @@ def refine(trace: str, rows: list[dict[str, Any]], traces_dir: str) -> list[dict
     new: list[dict[str, Any]] = []
     fracs = sorted({r["cache_frac"] for r in rows})
     own = {(_cell(r), r["hit_ratio"], r["warms_per_request"]) for r in rows if _own(r)}
+    peers = [r for r in _peer_rows() if r["trace"] == trace]
     for _ in range(ROUNDS):
-        todo = _gaps(trace, rows + new)
+        todo = _gaps(peers, rows + new)
         if not todo:
             break
         for delay, thresholds in sorted(todo.items()):
@@ -114,10 +115,11 @@ def refine(trace: str, rows: list[dict[str, Any]], traces_dir: str) -> list[dict
     return new
 
 
-def _gaps(trace: str, rows: list[dict[str, Any]]) -> dict[int, list[float]]:
-    """Per delay, the thresholds ``refine`` adds next (none already in ``rows``)."""
+def _gaps(peers: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[int, list[float]]:
+    """Per delay, the thresholds ``refine`` adds next around the spend of each of the
+    ``peers``' rows (none that ``rows`` already has)."""
     todo: dict[int, set[float]] = {}
-    for peer in (r for r in _peer_rows() if r["trace"] == trace):
+    for peer in peers:
         # by spend; of rows that spend alike, the one nearest the gap on its side
         front = sorted((r for r in rows if _cell(r) == _cell(peer)
                         and r.get("threshold") is not None),
