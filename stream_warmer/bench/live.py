@@ -77,6 +77,10 @@ class LiveRow:
     # L (a pattern's period): the mean offline hit ratio at the 10th, 30th, ..., 90th
     # percentile of the measured delays, a mixture closer to what the loop does
     delay_mix_offline_hit_ratio: float = float("nan")
+    # serve's second cut on the scores (policy.min_confidence; 0: the strategy's own
+    # threshold alone): a point of the strategy's live frontier. The offline columns
+    # are the strategy uncut.
+    min_confidence: float = 0.0
 
     def row(self) -> dict[str, Any]:
         """As a dict for ``--json``."""
@@ -114,7 +118,8 @@ def run_live(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
                 opts.cache, round(live_none, 4), speedup, len(run.latencies_ms), run.commands,
                 **{f"{stage}_p50_ms": round(percentile(run.stages.get(stage, []), 50), 1)
                    for stage in STAGES},
-                delay_mix_offline_hit_ratio=round(_mixed(offline, strategy, run.delays), 4)))
+                delay_mix_offline_hit_ratio=round(_mixed(offline, strategy, run.delays), 4),
+                min_confidence=settings.policy.min_confidence))
             log.info("live row", extra=rows[-1].row())
     return rows
 
@@ -168,6 +173,8 @@ def format_rows(rows: Sequence[LiveRow]) -> str:
         d = r.row()
         cells = [r.trace, r.cache] + [fmt.format(d[c]) for c, fmt in _COLUMNS]
         cells.append("+".join(f"{d[f'{stage}_p50_ms']:g}" for stage in STAGES))
+        if r.min_confidence:  # cut by serve's policy at a fixed score
+            cells[2] = f"{r.strategy} ≥ {r.min_confidence:g}"
         if r.speedup:  # paced by the trace's own time: the speed-up, then the mean rate
             cells[3] = f"x{r.speedup:g} ({r.rate:,.0f}/s)"
         lines.append("| " + " | ".join(cells) + " |")
