@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _at_spend() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("at_spend", ROOT / "scripts" / "at_spend.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("at_spend")
 
 
 def _row(t: float | None, hit: float, spend: float, *, delay: int = 0, f: float = 0.1,
