@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
 
 from stream_warmer.events import AccessEvent, encode
@@ -93,6 +94,24 @@ class Produced:
                 self.appended[index] = ts
 
 
+def due_s(events: Sequence[AccessEvent], rate: float | None, speedup: float | None
+          ) -> Iterator[float]:
+    """When the application sends each request, in seconds from the first: ``rate``
+    events/s, else ``speedup`` x the trace's own time."""
+    t0 = events[0].ts if events else 0
+    for i, e in enumerate(events):
+        yield (i / rate) if rate else (e.ts - t0) / 1000.0 / (speedup or 1.0)
+
+
+def at_pace(events: Sequence[AccessEvent], rate: float | None, speedup: float | None
+            ) -> list[AccessEvent]:
+    """The events as serve receives them from ``replay_as_app``: each ``ts`` its send
+    time (ms, from the first event's ``ts``), not the trace's."""
+    t0 = events[0].ts if events else 0
+    return [msgspec.structs.replace(e, ts=t0 + int(due * 1000))
+            for e, due in zip(events, due_s(events, rate, speedup), strict=True)]
+
+
 def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any, topic: str,
                   *, rate: float | None, speedup: float | None,
                   stop: Callable[[], bool] = lambda: False,
@@ -100,11 +119,9 @@ def replay_as_app(events: Sequence[AccessEvent], cache: AppCache, producer: Any,
     """Look up, then produce, each request at its due time (until ``stop()``)."""
     produced = Produced()
     start = time.monotonic()
-    t0 = events[0].ts if events else 0
-    for i, e in enumerate(events):
+    for i, (e, due) in enumerate(zip(events, due_s(events, rate, speedup), strict=True)):
         if stop():
             break
-        due = (i / rate) if rate else (e.ts - t0) / 1000.0 / (speedup or 1.0)
         wait = start + due - time.monotonic()
         if wait > 0:
             time.sleep(wait)

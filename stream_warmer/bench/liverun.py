@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -66,6 +66,7 @@ class Run:
     commands: int
     rate: float
     stages: dict[str, list[float]] = field(default_factory=dict)  # timeliness.stage_ms
+    serve: dict[str, float] = field(default_factory=dict)  # serve_counts
 
     @property
     def delay(self) -> float:
@@ -99,9 +100,33 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
                 finish = _with_lru(loop, capacity, port, opts.settle_s)
             else:
                 finish = _with_redis(loop, capacity, env, port, opts)
-            written = int(_metric(port, "stream_warmer_warm_commands_total") or 0)
-        commands = read_commands(res.settings, topics["warm"], written)
-    return finish(commands)
+            counts = serve_counts(port)
+        commands = read_commands(res.settings, topics["warm"], int(counts["warm_commands"]))
+    return replace(finish(commands), serve=counts)
+
+
+def serve_counts(port: int) -> dict[str, float]:
+    """Serve's own counts at the end of a run (the whole run, both halves): commands
+    written, predictions dropped by the policy (``dropped_<reason>``), events never asked
+    about (``coalesced_events``), and the mean events and tenants per micro-batch."""
+    from stream_warmer.demoreport import scrape
+
+    page = scrape(port)
+
+    def total(name: str) -> float:
+        return sum(v for _, v in page.get("stream_warmer_" + name, []))
+
+    def mean(name: str) -> float:
+        count = total(name + "_count")
+        return round(total(name + "_sum") / count, 2) if count else math.nan
+
+    out = {"warm_commands": total("warm_commands_total"),
+           "coalesced_events": total("coalesced_events_total"),
+           "batch_events_mean": mean("batch_events"),
+           "batch_tenants_mean": mean("batch_tenants")}
+    for labels, value in page.get("stream_warmer_warm_dropped_total", []):
+        out["dropped_" + labels.get("reason", "?")] = value
+    return out
 
 
 @dataclass

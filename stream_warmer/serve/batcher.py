@@ -2,11 +2,12 @@
 
 A batch is due when it holds ``max_batch`` tenants or its oldest entry is
 ``max_delay_ms`` old, whichever comes first. A tenant with several new events since
-the last flush is held once, with its newest event (predicted on its newest window),
-and the ones before it in this batch (``earlier``, at most
-``max_events_per_tenant - 1``): a strategy that predicts from one event alone is asked
-about each of them too (``add``; the LSTM, which predicts on the newest window, gets
-``add_newest``, which keeps none). The clock is injected (seconds, monotonic).
+the last flush is held once, with its newest event and the ones before it in this
+batch (``earlier``, at most ``max_events_per_tenant - 1``): a strategy that answers
+each event (``per_event``: the baselines, the peers, the LSTM) is asked about each of
+them too (``add``); one that predicts on a tenant's newest window only gets
+``add_newest``, which keeps none. Events beyond the bound are never asked about
+(``coalesced``, a metric). The clock is injected (seconds, monotonic).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class MicroBatcher:
         self._pending: dict[str, tuple[int, int, AccessEvent]] = {}
         self._earlier: dict[str, deque[tuple[int, AccessEvent]]] = {}
         self._opened_at = 0.0
+        self.coalesced = 0  # events of ``add`` that fell out of ``earlier`` unasked
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -51,10 +53,14 @@ class MicroBatcher:
             self._opened_at = self._clock()
         tenant = event.tenant
         before = self._pending.get(tenant)
-        if before is not None and self._max_earlier:
+        if before is not None and not self._max_earlier:
+            self.coalesced += 1
+        elif before is not None:
             earlier = self._earlier.get(tenant)
             if earlier is None:
                 earlier = self._earlier[tenant] = deque(maxlen=self._max_earlier)
+            elif len(earlier) == self._max_earlier:
+                self.coalesced += 1
             earlier.append((before[1], before[2]))  # the oldest falls out at the bound
         self._pending[tenant] = (partition, offset, event)
 

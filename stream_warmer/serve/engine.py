@@ -115,7 +115,8 @@ class WarmEngine:
         started = self._clock()
         predictions = strategy.predict(windows, self._k)
         self._metrics.inference.observe(self._clock() - started)
-        self._metrics.batch_size.observe(len(batch))
+        self._metrics.batch_size.observe(len(newest))
+        self._metrics.batch_events.observe(len(batch))
         name, version = strategy.name, strategy.model_version
         decide = self.policy.decide
         for cause, preds, later in zip(batch, predictions, answered, strict=True):

@@ -54,6 +54,10 @@ class EngineCounts(Collector):
         precision = engine.precision if engine is not None else None
         yield dropped
         yield evicted
+        yield CounterMetricFamily(
+            p + "coalesced_events", "Events never asked about: a tenant had more than "
+            "batch.max_events_per_tenant in one micro-batch",
+            value=engine.batcher.coalesced if engine is not None else 0)
         yield CounterMetricFamily(p + "useful_warms", "Warms requested within the horizon",
                                   value=precision.useful if precision is not None else 0)
         yield CounterMetricFamily(
@@ -82,6 +86,10 @@ class ServeMetrics:
                          registry=r)
         self.batch_size = Histogram(p + "batch_tenants", "Tenants per micro-batch",
                                     buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_events = Histogram(p + "batch_events", "Events a micro-batch asks the "
+                                      "strategy about (per_event: each tenant's newest and "
+                                      "its earlier ones; else one per tenant)",
+                                      buckets=_BATCH_BUCKETS, registry=r)
         self.inference = Histogram(p + "inference_seconds", "Strategy predict time per batch",
                                    buckets=_LATENCY_BUCKETS, registry=r)
         self.event_to_warm = Histogram(p + "event_to_warm_seconds",

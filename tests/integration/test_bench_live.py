@@ -40,6 +40,10 @@ def test_bench_live_matches_its_delay_aware_offline_number(
     assert row["cache"] == cache and row["strategy"] == "markov"
     assert row["requests"] == EVENTS // 2 and row["capacity"] > 0
     assert row["warm_commands"] > 0 and row["warms_matched"] > 0
+    serve = row["serve"]  # serve's own counts, scraped at the end of the run
+    assert serve["warm_commands"] == row["warm_commands"]
+    assert serve["batch_events_mean"] >= serve["batch_tenants_mean"] >= 1
+    assert serve["coalesced_events"] >= 0 and serve["dropped_dedup"] >= 0
     assert math.isfinite(row["latency_p50_ms"]) and row["latency_p50_ms"] <= row["latency_p99_ms"]
     stages = [row[f"{stage}_p50_ms"] for stage in ("produce", "serve", "load")]
     assert all(math.isfinite(ms) and ms >= 0 for ms in stages), row  # each stage timed

@@ -85,6 +85,7 @@ def test_earlier_events_of_a_tenant_ride_along_bounded() -> None:
     assert (a.offset, a.event.key) == (5, "5")
     assert [(o, e.key) for o, e in a.earlier] == [(3, "3"), (4, "4")]  # newest 2 of 4
     assert b.earlier == ()
+    assert batcher.coalesced == 2  # events 1 and 2: never asked about
     batcher.add(0, 7, ev("a", "7"))
     [again] = batcher.drain()
     assert again.earlier == ()  # nothing carried over past a flush
@@ -96,6 +97,7 @@ def test_one_event_per_tenant_coalesces_as_before() -> None:
     batcher.add(0, 2, ev("a", "2"))
     [a] = batcher.drain()
     assert a.offset == 2 and a.earlier == ()
+    assert batcher.coalesced == 1
 
 
 def test_add_newest_keeps_no_earlier_events() -> None:
