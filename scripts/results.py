@@ -34,8 +34,8 @@ RESULTS = DOCS / "RESULTS.md"
 BENCH_LIVE = ("lirs_mix5-40-lru", "lirs_mix5-400-lru", "lirs_mix5-2000-lru",
               "lirs_mix5-2000-lru-linger0", "lirs_mix5-2000-lru-linger0-cut",
               "lirs_mix5-2000-redis", "cloudphysics_vm-40-lru", "cloudphysics_vm-400-lru",
-              "cloudphysics_vm-2000-lru", "cloudphysics_vm-2000-lru-cut",
-              "cloudphysics_vm-x100-lru")
+              "cloudphysics_vm-2000-lru", "cloudphysics_vm-2000-lru-linger0",
+              "cloudphysics_vm-2000-lru-linger0-cut", "cloudphysics_vm-x100-lru")
 RELIABILITY_COLUMNS = ("test", "load", "faults", "bad_inputs", "lost")
 BASELINES = ("markov1", "nextkey")
 

@@ -108,7 +108,8 @@ def run_once(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
 def serve_counts(port: int) -> dict[str, float]:
     """Serve's own counts at the end of a run (the whole run, both halves): commands
     written, predictions dropped by the policy (``dropped_<reason>``), events never asked
-    about (``coalesced_events``), and the mean events and tenants per micro-batch."""
+    about (``coalesced_events``), the mean events and tenants per micro-batch and the
+    strategy's mean predict time per micro-batch."""
     from stream_warmer.demoreport import scrape
 
     page = scrape(port)
@@ -123,7 +124,8 @@ def serve_counts(port: int) -> dict[str, float]:
     out = {"warm_commands": total("warm_commands_total"),
            "coalesced_events": total("coalesced_events_total"),
            "batch_events_mean": mean("batch_events"),
-           "batch_tenants_mean": mean("batch_tenants")}
+           "batch_tenants_mean": mean("batch_tenants"),
+           "inference_ms_mean": round(1000 * mean("inference_seconds"), 2)}
     for labels, value in page.get("stream_warmer_warm_dropped_total", []):
         out["dropped_" + labels.get("reason", "?")] = value
     return out
