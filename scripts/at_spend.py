@@ -192,14 +192,16 @@ def publish(trace: str, rows: list[dict[str, Any]]) -> None:
                                 ("delay.json", (None, *ISO_RATES), False)):
         path = DOCS / name
         old: list[dict[str, Any]] = json.loads(path.read_text())
+        theirs = [i for i, r in enumerate(old) if r["trace"] == trace]
+        if not theirs:
+            continue  # e.g. iso-warm.json without the trace
         mine = [r for r in old if r["trace"] == trace and r["strategy"] == "lstm" and r["k"] == 1]
-        if not mine:
-            continue  # e.g. delay.json has no cache2k_orm_busy
         # every delay the table has for the trace (a delay new to it, such as one only
         # the peers have so far, gets the LSTM's rows too)
         delays = {0} if delay0 else {r.get("delay", 0) for r in old if r["trace"] == trace}
         new = sorted((r for r in rows if shown(r, rates, delays)), key=_layout)
-        at = old.index(mine[0])
+        # where the LSTM's rows were, else after the trace's (the peers' alone so far)
+        at = old.index(mine[0]) if mine else theirs[-1] + 1
         gone = {id(r) for r in mine}
         kept = [r for r in old if id(r) not in gone]
         path.write_text(json.dumps(kept[:at] + new + kept[at:], indent=2) + "\n")

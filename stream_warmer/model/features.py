@@ -27,7 +27,7 @@ import math
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +69,11 @@ class FeatureSpec:
     table_bytes: int = TABLE_BYTES
     version: int = 1
     cat_sizes: tuple[int, ...] = field(init=False)
+
+    def with_lead(self, lead: int) -> FeatureSpec:
+        """This spec with its window tables counting from ``lead`` requests after each key
+        (no lead without AHEAD classes, as no window)."""
+        return replace(self, ahead_lead=lead if self.ahead_ranks else 0)
 
     def __post_init__(self) -> None:
         sizes = (2 + 2 * (DELTA_BITS + 1), 16, self.max_successors + 1, len(OPS),
@@ -152,8 +157,7 @@ def fit_spec(events: Sequence[AccessEvent], *, n_deltas: int = 8, ranks: int = 2
         ahead_window=ahead_window if ahead_ranks else 0,
         ahead_ranks=ahead_ranks,
         ahead_successors=ahead_successors if ahead_ranks else 0,
-        ahead_lead=ahead_lead if ahead_ranks else 0,
-    )
+    ).with_lead(ahead_lead)
 
 
 def _count_units(hits: Counter[int], delta: int, last_size: int) -> None:

@@ -18,7 +18,6 @@ from them without a round trip through Python objects.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -87,8 +86,8 @@ class CandidateTracker:
     def set_ahead_lead(self, lead: int) -> None:
         """From now on, window tables count from ``lead`` requests after each key (the
         tables learnt so far are kept); ``spec`` says so."""
-        self._native.set_ahead_lead(lead)
-        self.spec = replace(self.spec, ahead_lead=lead)
+        self.spec = self.spec.with_lead(lead)
+        self._native.set_ahead_lead(self.spec.ahead_lead)
 
     def forget(self, tenant: str) -> None:
         """Drop a tenant's state."""

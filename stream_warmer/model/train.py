@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ def train_model(events: Sequence[AccessEvent], settings: Settings,
     trainer, ms, strategy = settings.trainer, settings.model, settings.strategy
     torch.manual_seed(trainer.seed)
     if previous is not None:  # warm start: the same classes, the window past this delay
-        spec = replace(previous.spec, ahead_lead=delay if previous.spec.ahead_ranks else 0)
+        spec = previous.spec.with_lead(delay)
     else:
         spec = fit_spec(
             events, n_deltas=trainer.n_deltas, ranks=trainer.ranks,

@@ -16,7 +16,6 @@ non-blocking copies on CUDA; bf16 only once it kept the fp32 top-k on live rows)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from itertools import islice
 
 import numpy as np
@@ -247,7 +246,7 @@ class LstmStrategy(WarmingStrategy):
         else is ignored. The online budget keeps its shadows across an LSTM swap.
         """
         if (isinstance(previous, LstmStrategy)
-                and replace(previous.spec, ahead_lead=self.spec.ahead_lead) == self.spec):
+                and previous.spec.with_lead(self.spec.ahead_lead) == self.spec):
             self._tracker, self._events = previous._tracker, previous._events
             self._tracker.set_ahead_lead(self.spec.ahead_lead)
             self._gone = previous._gone

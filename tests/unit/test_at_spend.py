@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -63,3 +65,18 @@ def test_refining_refuses_rows_of_another_model(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(m, "run", other)
     with pytest.raises(RuntimeError, match="another model"):
         m.refine("x", rows, "traces")
+
+
+def test_publishing_to_a_table_with_only_the_peers_puts_the_lstm_after_them(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    m = _at_spend()
+    other = {**_row(None, 0.5, 0.1, strategy="pg"), "trace": "y"}
+    peers = [_row(None, 0.3, 0.2, strategy="pg", delay=d) for d in (0, 4)]
+    (tmp_path / "delay.json").write_text(json.dumps([*peers, other]))
+    for name in ("warm-eval.json", "iso-warm.json"):
+        (tmp_path / name).write_text(json.dumps([other]))
+    monkeypatch.setattr(m, "DOCS", tmp_path)
+    own = [_row(None, 0.4, 0.2, delay=d) for d in (0, 4, 16)]
+    m.publish("x", [*own, _row(0.5, 0.35, 0.1, delay=4)])  # not the frontier's row
+    assert json.loads((tmp_path / "delay.json").read_text()) == [*peers, *own[:2], other]
+    assert json.loads((tmp_path / "warm-eval.json").read_text()) == [other]  # no trace x

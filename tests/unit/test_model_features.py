@@ -32,6 +32,15 @@ def test_fit_spec_finds_size_unit_and_deltas() -> None:
     assert spec.deltas[0] == 8
 
 
+def test_a_lead_exists_only_with_a_window() -> None:
+    events = [_ev("a", str(i % 7), i) for i in range(300)]
+    assert fit_spec(events, ahead_lead=12).ahead_lead == 0  # no AHEAD classes
+    ahead = fit_spec(events, ahead_window=16, ahead_ranks=2, ahead_lead=12)
+    assert (ahead.ahead_window, ahead.ahead_lead) == (16, 12)
+    assert ahead.with_lead(4) == fit_spec(events, ahead_window=16, ahead_ranks=2, ahead_lead=4)
+    assert FeatureSpec().with_lead(4) == FeatureSpec()
+
+
 def test_spec_json_round_trip() -> None:
     spec = FeatureSpec(deltas=(1, -3), gap_edges=(0.1, 0.7), size_edges=(2.0,))
     assert FeatureSpec.from_json(spec.to_json()) == spec
