@@ -126,15 +126,19 @@ class WarmEngine:
             return 0
         self._redis.write(commands)
         written = self._redis.flush()
-        self._after_write(written, {p.tenant: p.event.ts for p in newest})
+        source = self.policy.source
+        self._after_write(written, {source(p): p.event.ts for p in batch})
         return len(written)
 
     def _after_write(self, written: list[WarmCommand], cause_ts: dict[str, int]) -> None:
+        """Count and time the written commands (``cause_ts``: each cause's ``ts`` by the
+        commands' ``source``: a tenant's earlier events of a batch are older than its
+        newest, and their warms' latency counts from them)."""
         now, wall = self._clock(), self._wall_ms()
         observe = self._metrics.event_to_warm.observe
         for cmd in written:
             self.precision.issued(cmd.tenant, cmd.key, now)
-            latency = (wall - cause_ts[cmd.tenant]) / 1000.0
+            latency = (wall - cause_ts[cmd.source]) / 1000.0
             observe(latency)
             self.delay.warm(latency)
             if self._latency_observer is not None:

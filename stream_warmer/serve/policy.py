@@ -118,7 +118,7 @@ class WarmPolicy:
         now = self._clock()
         self._expire_dedup(now)
         threshold = self.threshold(cause.tenant)
-        source = f"{self._topic}/{cause.partition}/{cause.offset}"
+        source = self.source(cause)
         expires = now_ms + int(self._s.command_ttl_s * 1000)
         accepted = 0
         for pred in predictions:
@@ -137,6 +137,10 @@ class WarmPolicy:
             accepted += 1
         self._bound_dedup()
         return accepted
+
+    def source(self, cause: Pending) -> str:
+        """The ``source`` of the commands ``cause`` earns: its topic/partition/offset."""
+        return f"{self._topic}/{cause.partition}/{cause.offset}"
 
     def take(self) -> list[WarmCommand]:
         """Hand the queued commands to the sinks."""

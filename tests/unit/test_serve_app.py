@@ -246,6 +246,30 @@ def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
             ] == ["8"]  # the newest only
 
 
+def test_each_warm_is_timed_from_its_own_event_and_coalesced_events_are_counted() -> None:
+    odd = [message(0, i, event_value("acme", str(2 * i + 1), NOW_MS - 40 + 10 * i))
+           for i in range(4)]
+    per_event = PlusOne()
+    per_event.per_event = True
+    app, _log, _c, _p, _r, _s = build(odd, strategy=per_event,
+                                            BATCH__MAX_EVENTS_PER_TENANT="16")
+    app.run(max_messages=4)
+    text = app.metrics.render().decode()
+    # 40, 30, 20 and 10 ms: not all four from the newest event's ts
+    assert "stream_warmer_event_to_warm_seconds_sum 0.1" in text, text
+    assert "stream_warmer_batch_events_sum 4.0" in text
+    assert "stream_warmer_batch_tenants_sum 1.0" in text
+    assert "stream_warmer_coalesced_events_total 0.0" in text
+    two = PlusOne()
+    two.per_event = True
+    bounded, _l, _c2, producer2, _r2, _s2 = build(odd, strategy=two,
+                                                  BATCH__MAX_EVENTS_PER_TENANT="2")
+    bounded.run(max_messages=4)
+    text = bounded.metrics.render().decode()
+    assert "stream_warmer_coalesced_events_total 2.0" in text  # keys 1 and 3: never asked
+    assert len(producer2.on("warm")) == 2
+
+
 def test_a_prediction_the_batch_already_answered_is_not_written() -> None:
     per_event = PlusOne()
     per_event.per_event = True
