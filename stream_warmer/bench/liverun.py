@@ -117,15 +117,15 @@ def serve_counts(port: int) -> dict[str, float]:
     def total(name: str) -> float:
         return sum(v for _, v in page.get("stream_warmer_" + name, []))
 
-    def mean(name: str) -> float:
+    def mean(name: str, scale: float = 1.0) -> float:
         count = total(name + "_count")
-        return round(total(name + "_sum") / count, 2) if count else math.nan
+        return round(scale * total(name + "_sum") / count, 2) if count else math.nan
 
     out = {"warm_commands": total("warm_commands_total"),
            "coalesced_events": total("coalesced_events_total"),
            "batch_events_mean": mean("batch_events"),
            "batch_tenants_mean": mean("batch_tenants"),
-           "inference_ms_mean": round(1000 * mean("inference_seconds"), 2)}
+           "inference_ms_mean": mean("inference_seconds", 1000.0)}
     for labels, value in page.get("stream_warmer_warm_dropped_total", []):
         out["dropped_" + labels.get("reason", "?")] = value
     return out
