@@ -86,6 +86,9 @@ class LiveRow:
     # serve's own counts over the run (bench.liverun.serve_counts): policy drops by
     # reason, events never asked about, events and tenants per micro-batch
     serve: dict[str, float] = field(default_factory=dict)
+    # the LSTM trained, and the offline columns replayed, on the events as serve
+    # received them (``_AtPace``); rows before 2026-12-08 used the trace's timestamps
+    paced: bool = False
 
     def row(self) -> dict[str, Any]:
         """As a dict for ``--json``."""
@@ -125,7 +128,7 @@ def run_live(settings: Settings, events: Sequence[AccessEvent], opts: LiveOption
                 **{f"{stage}_p50_ms": round(percentile(run.stages.get(stage, []), 50), 1)
                    for stage in STAGES},
                 delay_mix_offline_hit_ratio=round(_mixed(offline, strategy, run.delays), 4),
-                min_confidence=settings.policy.min_confidence, serve=run.serve))
+                min_confidence=settings.policy.min_confidence, serve=run.serve, paced=True))
             log.info("live row", extra=rows[-1].row())
     return rows
 
@@ -210,6 +213,8 @@ def format_rows(rows: Sequence[LiveRow]) -> str:
         cells.append("+".join(f"{d[f'{stage}_p50_ms']:g}" for stage in STAGES))
         if r.min_confidence:  # cut by serve's policy at a fixed score
             cells[2] = f"{r.strategy} ≥ {r.min_confidence:g}"
+        if r.strategy == "lstm" and not r.paced:  # trained on the trace's timestamps
+            cells[2] += " †"
         if r.speedup:  # paced by the trace's own time: the speed-up, then the mean rate
             cells[3] = f"x{r.speedup:g} ({r.rate:,.0f}/s)"
         lines.append("| " + " | ".join(cells) + " |")
