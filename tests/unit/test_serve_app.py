@@ -7,13 +7,16 @@ import hashlib
 import msgspec
 import pytest
 from confluent_kafka import KafkaError as _KafkaError
+from confluent_kafka import Message
 
 from stream_warmer.errors import KafkaError
 from stream_warmer.events import DeadLetter
+from stream_warmer.serve.app import ServeApp
 from tests.unit.serve_fakes import (
     NOW_MS,
     FakeClock,
     FakeConsumer,
+    FakeProducer,
     PlusOne,
     build,
     event_value,
@@ -230,18 +233,10 @@ def test_an_event_from_the_future_is_dead_lettered_not_warmed() -> None:
 
 def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
     odd = [message(0, i, event_value("acme", str(2 * i + 1), NOW_MS)) for i in range(4)]
-    per_event = PlusOne()
-    per_event.per_event = True  # as the baselines declare: each event predicts alone
-    app, _log, _c, producer, _r, _s = build(odd, strategy=per_event,
-                                            BATCH__MAX_EVENTS_PER_TENANT="16")
-    app.run(max_messages=4)
+    _app, producer = _run_per_event(odd, max_events=16)
     warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
     assert warmed == ["2", "4", "6", "8"]  # one per event
-    coalescing = PlusOne()
-    coalescing.per_event = True  # batch.max_events_per_tenant = 1: coalesced
-    coalesced, _l, _c2, producer2, _r2, _s2 = build(odd, strategy=coalescing,
-                                                    BATCH__MAX_EVENTS_PER_TENANT="1")
-    coalesced.run(max_messages=4)
+    _coalesced, producer2 = _run_per_event(odd, max_events=1)  # coalesced
     assert [msgspec.json.decode(v)["key"] for _t, v, _k in producer2.on("warm")
             ] == ["8"]  # the newest only
 
@@ -249,33 +244,33 @@ def test_a_per_event_strategy_is_asked_about_every_event_of_a_batch() -> None:
 def test_each_warm_is_timed_from_its_own_event_and_coalesced_events_are_counted() -> None:
     odd = [message(0, i, event_value("acme", str(2 * i + 1), NOW_MS - 40 + 10 * i))
            for i in range(4)]
-    per_event = PlusOne()
-    per_event.per_event = True
-    app, _log, _c, _p, _r, _s = build(odd, strategy=per_event,
-                                            BATCH__MAX_EVENTS_PER_TENANT="16")
-    app.run(max_messages=4)
+    app, _producer = _run_per_event(odd, max_events=16)
     text = app.metrics.render().decode()
     # 40, 30, 20 and 10 ms: not all four from the newest event's ts
     assert "stream_warmer_event_to_warm_seconds_sum 0.1" in text, text
     assert "stream_warmer_batch_events_sum 4.0" in text
     assert "stream_warmer_batch_tenants_sum 1.0" in text
     assert "stream_warmer_coalesced_events_total 0.0" in text
-    two = PlusOne()
-    two.per_event = True
-    bounded, _l, _c2, producer2, _r2, _s2 = build(odd, strategy=two,
-                                                  BATCH__MAX_EVENTS_PER_TENANT="2")
-    bounded.run(max_messages=4)
+    bounded, producer = _run_per_event(odd, max_events=2)
     text = bounded.metrics.render().decode()
     assert "stream_warmer_coalesced_events_total 2.0" in text  # keys 1 and 3: never asked
-    assert len(producer2.on("warm")) == 2
+    assert len(producer.on("warm")) == 2
+
+
+def _run_per_event(messages: list[Message], *, max_events: int
+                   ) -> tuple[ServeApp, FakeProducer]:
+    """Serve ``messages`` with a per-event PlusOne (as the baselines declare: each event
+    predicts alone) at ``batch.max_events_per_tenant``."""
+    per_event = PlusOne()
+    per_event.per_event = True
+    app, _log, _c, producer, _r, _s = build(messages, strategy=per_event,
+                                            BATCH__MAX_EVENTS_PER_TENANT=str(max_events))
+    app.run(max_messages=len(messages))
+    return app, producer
 
 
 def test_a_prediction_the_batch_already_answered_is_not_written() -> None:
-    per_event = PlusOne()
-    per_event.per_event = True
-    app, _log, _c, producer, _r, _s = build(stream(), strategy=per_event,
-                                            BATCH__MAX_EVENTS_PER_TENANT="16")
-    app.run(max_messages=8)
+    app, producer = _run_per_event(stream(), max_events=16)
     # acme asked for 1..5 in one batch: the warms of 2..5 would land after their requests
     warmed = sorted(msgspec.json.decode(v)["key"] for _t, v, _k in producer.on("warm"))
     assert warmed == ["13", "6"]
