@@ -114,15 +114,12 @@ def serve_counts(port: int) -> dict[str, float]:
 
     page = scrape(port)
 
-    def total(name: str) -> float:
-        return sum(v for _, v in page.get("stream_warmer_" + name, []))
-
     def mean(name: str, scale: float = 1.0) -> float:
-        count = total(name + "_count")
-        return round(scale * total(name + "_sum") / count, 2) if count else math.nan
+        value = _mean(page, "stream_warmer_" + name)
+        return math.nan if value is None else round(scale * value, 2)
 
-    out = {"warm_commands": total("warm_commands_total"),
-           "coalesced_events": total("coalesced_events_total"),
+    out = {"warm_commands": _total(page, "stream_warmer_warm_commands_total"),
+           "coalesced_events": _total(page, "stream_warmer_coalesced_events_total"),
            "batch_events_mean": mean("batch_events"),
            "batch_tenants_mean": mean("batch_tenants"),
            "inference_ms_mean": mean("inference_seconds", 1000.0)}
@@ -242,8 +239,23 @@ def _loaded(port: int) -> float:
 
 
 def _mean_ms(port: int, name: str) -> float:
-    total, count = _metric(port, name + "_sum"), _metric(port, name + "_count")
-    return 1000.0 * total / count if total and count else 0.0
+    from stream_warmer.demoreport import scrape
+
+    return 1000.0 * (_mean(scrape(port), name) or 0.0)
+
+
+Page = dict[str, list[tuple[dict[str, str], float]]]  # demoreport.scrape's
+
+
+def _total(page: Page, name: str) -> float:
+    """A metric's value, summed over its labels (0 when absent)."""
+    return sum(v for _, v in page.get(name, []))
+
+
+def _mean(page: Page, name: str) -> float | None:
+    """A histogram's mean (its ``_sum`` over its ``_count``), None when empty."""
+    count = _total(page, name + "_count")
+    return _total(page, name + "_sum") / count if count else None
 
 
 def _serve_env(res: Any, topics: dict[str, str], strategy: str, k: int, port: int
@@ -268,9 +280,7 @@ def _metric(port: int, name: str) -> float | None:
     from stream_warmer.demoreport import scrape
 
     page = scrape(port)
-    if not page:
-        return None
-    return sum(v for _, v in page.get(name, []))
+    return _total(page, name) if page else None
 
 
 def _wait_until(cond: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:

@@ -118,16 +118,17 @@ class WarmEngine:
         self._metrics.batch_size.observe(len(newest))
         self._metrics.batch_events.observe(len(batch))
         name, version = strategy.name, strategy.model_version
-        decide = self.policy.decide
+        decide, source = self.policy.decide, self.policy.source
+        cause_ts: dict[str, int] = {}  # the causes that earned commands
         for cause, preds, later in zip(batch, predictions, answered, strict=True):
-            decide(cause, preds, name, version, later)
+            if decide(cause, preds, name, version, later):
+                cause_ts[source(cause)] = cause.event.ts
         commands = self.policy.take()
         if not commands:
             return 0
         self._redis.write(commands)
         written = self._redis.flush()
-        source = self.policy.source
-        self._after_write(written, {source(p): p.event.ts for p in batch})
+        self._after_write(written, cause_ts)
         return len(written)
 
     def _after_write(self, written: list[WarmCommand], cause_ts: dict[str, int]) -> None:
